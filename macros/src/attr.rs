@@ -1,0 +1,66 @@
+//! The options both macros take: `name = "key"` and `crate = "path"`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{LitStr, Path};
+
+/// Parsed `#[worker(..)]` / `#[process(..)]` options.
+pub(crate) struct Options {
+    /// The registry key, if overridden.
+    pub(crate) name: Option<LitStr>,
+    /// The path of the multiproc crate.
+    pub(crate) krate: Path,
+}
+
+impl Options {
+    pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
+        let mut name = None;
+        let mut krate = None;
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "the worker name cannot be empty",
+                    ));
+                }
+                name = Some(lit);
+                Ok(())
+            } else if meta.path.is_ident("crate") {
+                let value = meta.value()?;
+                krate = Some(if value.peek(LitStr) {
+                    value.parse::<LitStr>()?.parse::<Path>()?
+                } else {
+                    value.parse::<Path>()?
+                });
+                Ok(())
+            } else {
+                Err(meta.error("unknown option; expected `name = \"...\"` or `crate = \"...\"`"))
+            }
+        });
+        syn::parse::Parser::parse2(parser, args)?;
+        Ok(Options {
+            name,
+            krate: krate.unwrap_or_else(|| syn::parse_quote!(::multiproc)),
+        })
+    }
+
+    /// The expression of the registry key for an item named `ident`.
+    pub(crate) fn key(&self, ident: &syn::Ident) -> TokenStream {
+        match &self.name {
+            Some(name) => quote!(#name),
+            None => {
+                let ident = ident.to_string();
+                quote!(::core::concat!(::core::module_path!(), "::", #ident))
+            }
+        }
+    }
+}
+
+/// The item unchanged, with the errors beside it, so that one mistake does not
+/// cascade into many.
+pub(crate) fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    quote!(#item #errors)
+}

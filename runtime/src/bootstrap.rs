@@ -1,0 +1,350 @@
+//! How a child learns what to run: the selector argument and the bootstrap channel.
+//!
+//! The parent starts `/proc/self/exe` with `posix_spawn` (no `fork` of the parent's
+//! memory, so the cost does not grow with it) and three extra arguments:
+//! `--multiproc-child <key> fd=<n>`. Descriptor `n` in the child is one end of a Unix
+//! socket pair whose other end the parent keeps. Over it the parent sends two frames
+//! (see [`codec`](crate::codec)): the [`Bootstrap`] record, then the encoded arguments.
+//! The child sends back one report when its worker ends (see `child`).
+//!
+//! The selector alone runs nothing: the child checks that descriptor `n` is a socket
+//! whose peer is its own parent process before it reads a byte, and exits with status
+//! 2 and a message otherwise.
+//!
+//! Everything that knows how the channel is set up lives here: [`launch`] on the
+//! parent's side, [`accept`] on the child's. A child started on another machine would
+//! get a different [`Source`] (a connection it opens itself, authenticated) and the
+//! same [`Bootstrap`] record over it, without the rest of the runtime noticing.
+
+use std::ffi::{CString, OsStr};
+use std::io::BufReader;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::unistd::{Pid, getppid};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, FrameError};
+use crate::error::CodecError;
+use crate::sys;
+
+/// The first argument that marks a process as a multiproc child.
+pub(crate) const SELECTOR: &str = "--multiproc-child";
+
+/// The descriptor the bootstrap channel gets in the child, unless taken.
+const CHILD_FD: RawFd = 3;
+
+/// Identifies the protocol; a child of a different multiproc build refuses to start.
+const MAGIC: u32 = u32::from_le_bytes(*b"mpc1");
+
+/// Where a child gets its bootstrap from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A socket inherited from the parent as this descriptor.
+    Inherited(RawFd),
+}
+
+/// The selector arguments: which entry to run, and where the bootstrap comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Selector {
+    pub(crate) key: String,
+    pub(crate) source: Source,
+}
+
+impl Selector {
+    /// Reads the selector from a process's arguments (program name first).
+    ///
+    /// `None`: not a child. `Some(Err)`: the selector is there but malformed.
+    pub(crate) fn parse<A: AsRef<[u8]>>(args: &[A]) -> Option<Result<Selector, String>> {
+        if args.get(1)?.as_ref() != SELECTOR.as_bytes() {
+            return None;
+        }
+        let key = args.get(2).map(|k| String::from_utf8_lossy(k.as_ref()));
+        let source = args.get(3).map(|s| String::from_utf8_lossy(s.as_ref()));
+        Some(match (key, source) {
+            (Some(key), Some(source)) => match source
+                .strip_prefix("fd=")
+                .and_then(|n| n.parse::<RawFd>().ok())
+            {
+                Some(fd) if fd > 2 => Ok(Selector {
+                    key: key.into_owned(),
+                    source: Source::Inherited(fd),
+                }),
+                _ => Err(format!("the bootstrap source `{source}` is not `fd=<n>`")),
+            },
+            _ => Err(format!(
+                "`{SELECTOR}` needs a worker key and a bootstrap source"
+            )),
+        })
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let Source::Inherited(fd) = self.source;
+        vec![SELECTOR.to_owned(), self.key.clone(), format!("fd={fd}")]
+    }
+}
+
+/// What a child needs to know before its worker runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) magic: u32,
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) ident: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent_pid: u32,
+    pub(crate) parent_name: String,
+    /// `log::LevelFilter as usize` when the parent called `log_to_stderr`.
+    pub(crate) log_level: Option<usize>,
+}
+
+impl Bootstrap {
+    pub(crate) fn new(key: &str, name: &str, ident: &[u32], daemon: bool) -> Self {
+        Bootstrap {
+            magic: MAGIC,
+            key: key.to_owned(),
+            name: name.to_owned(),
+            ident: ident.to_vec(),
+            daemon,
+            parent_pid: std::process::id(),
+            parent_name: crate::context::current_name(),
+            log_level: crate::logging::child_level().map(|l| l as usize),
+        }
+    }
+}
+
+/// A started child, as the parent holds it.
+#[derive(Debug)]
+pub(crate) struct Launched {
+    pub(crate) pid: Pid,
+    pub(crate) pidfd: OwnedFd,
+    /// The parent's end of the channel, non-blocking.
+    pub(crate) channel: UnixStream,
+}
+
+/// Starts a child that runs `boot.key` with the encoded `args`.
+pub(crate) fn launch(boot: &Bootstrap, args: &[u8]) -> crate::Result<Launched> {
+    let record = codec::encode(boot)?;
+    let record_header = codec::frame_header(record.len())?;
+    let args_header = codec::frame_header(args.len())?;
+
+    let (ours, theirs) = UnixStream::pair()?;
+    let target = if theirs.as_raw_fd() == CHILD_FD {
+        CHILD_FD + 1
+    } else {
+        CHILD_FD
+    };
+    let selector = Selector {
+        key: boot.key.clone(),
+        source: Source::Inherited(target),
+    };
+    let pid = spawn_self(&selector, theirs.as_raw_fd(), target)?;
+    drop(theirs);
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Without a pidfd the child cannot be watched safely: stop it at once.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(e.into());
+        }
+    };
+    ours.set_nonblocking(true)?;
+    match sys::send_all(ours.as_fd(), &[&record_header, &record, &args_header, args]) {
+        Ok(()) => {}
+        // The child died before reading its bootstrap; its exit code tells the rest.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EPIPE | nix::libc::ECONNRESET)
+            ) =>
+        {
+            log::trace!("child {pid} closed its bootstrap channel early: {e}");
+        }
+        Err(e) => {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(e.into());
+        }
+    }
+    Ok(Launched {
+        pid,
+        pidfd,
+        channel: ours,
+    })
+}
+
+/// `posix_spawn` of this same executable with the selector, the channel as `target`,
+/// stdin from `/dev/null`, an empty signal mask, and default handling of the signals
+/// multiproc relies on (so that a parent ignoring `SIGCHLD` or blocking `SIGTERM` does
+/// not pass that on).
+fn spawn_self(selector: &Selector, channel: RawFd, target: RawFd) -> nix::Result<Pid> {
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(channel, target)?;
+    actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())?;
+
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    attr.set_sigmask(&SigSet::empty())?;
+    let mut defaults = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+        Signal::SIGPIPE,
+    ] {
+        defaults.add(sig);
+    }
+    attr.set_sigdefault(&defaults)?;
+
+    let program = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsStr::new("multiproc-child").to_owned());
+    let mut argv = vec![cstring(program.as_bytes())];
+    argv.extend(selector.to_args().iter().map(|a| cstring(a.as_bytes())));
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv)
+        })
+        .collect();
+    posix_spawn(c"/proc/self/exe", &actions, &attr, &argv, &env)
+}
+
+/// A C string of `bytes`, cut at the first NUL (arguments and environment entries
+/// cannot hold one anyway).
+fn cstring(bytes: &[u8]) -> CString {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    CString::new(&bytes[..end]).unwrap_or_default()
+}
+
+/// Why a child could not get its bootstrap.
+#[derive(Debug)]
+pub(crate) enum AcceptError {
+    /// No genuine channel: the selector was given by hand, or is stale.
+    NoChannel(String),
+    /// The channel is genuine but what came over it is not a bootstrap.
+    Garbled(String),
+}
+
+/// The child's side: checks the channel named by `selector`, reads the bootstrap
+/// record and the arguments, and keeps the channel (close-on-exec) for the report.
+pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Vec<u8>, UnixStream), AcceptError> {
+    let Source::Inherited(fd) = selector.source;
+    let channel = inherited_channel(fd).map_err(AcceptError::NoChannel)?;
+    let mut reader = BufReader::with_capacity(8192, &channel);
+    let garbled = |what: &str, e: FrameError| AcceptError::Garbled(format!("{what}: {e}"));
+    let record = codec::read_frame(&mut reader)
+        .map_err(|e| garbled("cannot read the bootstrap record", e))?
+        .ok_or_else(|| {
+            AcceptError::Garbled("the parent closed the channel before the bootstrap".into())
+        })?;
+    let boot: Bootstrap = codec::decode(&record)
+        .map_err(|e: CodecError| garbled("bad bootstrap record", e.into()))?;
+    if boot.magic != MAGIC {
+        return Err(AcceptError::Garbled(format!(
+            "bootstrap record of an unknown protocol ({:#x})",
+            boot.magic
+        )));
+    }
+    if boot.key != selector.key {
+        return Err(AcceptError::Garbled(format!(
+            "the selector names `{}` but the bootstrap names `{}`",
+            selector.key, boot.key
+        )));
+    }
+    let args = codec::read_frame(&mut reader)
+        .map_err(|e| garbled("cannot read the arguments", e))?
+        .ok_or_else(|| {
+            AcceptError::Garbled("the parent closed the channel before the arguments".into())
+        })?;
+    drop(reader);
+    Ok((boot, args, channel))
+}
+
+/// Takes descriptor `fd` as the bootstrap channel if it is a Unix socket connected to
+/// this process's parent.
+fn inherited_channel(fd: RawFd) -> Result<UnixStream, String> {
+    let not_ours = |why: String| {
+        format!(
+            "this process was started with `{SELECTOR}`, which is for multiproc's own use, \
+             but {why}; it has no bootstrap channel from a parent multiproc process, so \
+             nothing was run"
+        )
+    };
+    if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
+        return Err(not_ours(format!("descriptor {fd} is not open")));
+    }
+    let stat = fstat(unsafe_borrow(fd)).map_err(|e| not_ours(format!("descriptor {fd}: {e}")))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return Err(not_ours(format!("descriptor {fd} is not a socket")));
+    }
+    let creds = getsockopt(&unsafe_borrow(fd), sockopt::PeerCredentials)
+        .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
+    let parent = getppid();
+    if creds.pid() != parent.as_raw() {
+        return Err(not_ours(format!(
+            "the socket at descriptor {fd} belongs to process {}, not to the parent {parent}",
+            creds.pid()
+        )));
+    }
+    // SAFETY: the descriptor is open, and nothing else in this fresh process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| e.to_string())?;
+    Ok(UnixStream::from(owned))
+}
+
+/// Borrows a descriptor number for a check that tolerates it being closed.
+fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the borrow is used only for fcntl/fstat/getsockopt calls made right
+    // away, which report EBADF for a closed descriptor instead of misbehaving.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_parses() {
+        assert_eq!(Selector::parse(&["prog"]), None);
+        assert_eq!(Selector::parse(&["prog", "--other"]), None);
+        assert_eq!(
+            Selector::parse(&["prog", SELECTOR, "m::f", "fd=3"]),
+            Some(Ok(Selector {
+                key: "m::f".into(),
+                source: Source::Inherited(3)
+            }))
+        );
+        assert!(matches!(Selector::parse(&["prog", SELECTOR]), Some(Err(_))));
+        assert!(matches!(
+            Selector::parse(&["prog", SELECTOR, "m::f", "fd=1"]),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            Selector::parse(&["prog", SELECTOR, "m::f", "tcp=x"]),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn selector_round_trips() {
+        let sel = Selector {
+            key: "a::b".into(),
+            source: Source::Inherited(4),
+        };
+        let mut args = vec!["prog".to_owned()];
+        args.extend(sel.to_args());
+        assert_eq!(Selector::parse(&args), Some(Ok(sel)));
+    }
+}

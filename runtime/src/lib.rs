@@ -1,0 +1,49 @@
+//! The runtime of [multiproc](https://docs.rs/multiproc): everything that runs.
+//!
+//! Use it through the `multiproc` crate, which re-exports all of this beside the
+//! `#[worker]` and `#[process]` macros; its documentation tells the whole story.
+//!
+//! What lives here: [`Process`] and its lifecycle, the bootstrap that re-executes the
+//! program as a child and dispatches to the registered worker before `main`, the
+//! process context ([`current_process`], [`parent_process`], [`active_children`]),
+//! [`log_to_stderr`], and [`wait`].
+
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
+#![doc(test(attr(deny(warnings))))]
+
+mod bootstrap;
+mod child;
+mod codec;
+mod context;
+mod error;
+mod logging;
+mod process;
+mod registry;
+mod sys;
+mod wait;
+mod worker;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Not public API; used by generated code.
+    pub use crate::private::*;
+}
+mod private;
+
+pub use codec::MAX_MESSAGE_LEN;
+pub use context::{
+    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
+    parent_process,
+};
+pub use error::{
+    ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError, Result,
+};
+pub use logging::log_to_stderr;
+pub use process::{Process, Sentinel, active_children};
+pub use wait::{Waitable, wait};
+pub use worker::{Failure, Run, RunResult, Worker};

@@ -1,0 +1,148 @@
+//! Python's `multiprocessing`, for Rust.
+//!
+//! Declare a function `#[worker]` (or a struct `#[process]`), call the generated
+//! `spawn`, and it runs in its own process: typed arguments in, a typed value back,
+//! exit codes, daemons, timeouts, termination and logging as Python's module has them.
+//!
+//! ```
+//! use multiproc::prelude::*;
+//!
+//! #[multiproc::worker]
+//! fn greet(name: String, times: u32) {
+//!     for _ in 0..times {
+//!         log::info!("hello {name}");
+//!     }
+//! }
+//!
+//! #[multiproc::worker]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     multiproc::log_to_stderr(log::LevelFilter::Info);
+//!     let p = greet::spawn("ada".into(), 3)?; // started at once, named "Process-1"
+//!     let mut q = greet::process("bob".into(), 1); // configured, not started
+//!     q.set_name("greeter");
+//!     q.set_daemon(true)?;
+//!     q.start()?;
+//!     p.join()?;
+//!     assert_eq!(p.exitcode(), Some(0));
+//!     assert_eq!(square::spawn(7)?.join_value()?, 49);
+//!     for child in multiproc::active_children() {
+//!         child.join()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Workers
+//!
+//! `#[worker]` keeps the function callable as before and adds a type of the same
+//! name with two constructors: `f::spawn(args..)` starts a [`Process`] at once,
+//! `f::process(args..)` returns it unstarted, to be named or made daemonic first. The
+//! type implements [`Worker`], so generic code can name the worker by its type.
+//!
+//! Arguments and the return value cross the process boundary with serde (bincode
+//! underneath), so they must be owned, `Serialize` and `DeserializeOwned`; the macro
+//! rejects a borrowed argument, a generic or `async` function, or a `self` receiver at
+//! compile time, pointing at the offending token. A worker returns `()`, a value (read
+//! it with [`Process::join_value`]), or `Result<T, E>`: an `Err` ends the child with exit
+//! code 1 and `E`'s `Debug` text on its stderr.
+//!
+//! # Processes as structs
+//!
+//! `#[process]` on a struct with named fields makes it a process in the style of a
+//! Python `Process` subclass: the fields are its state, [`Run::run`] its body.
+//!
+//! ```
+//! use multiproc::prelude::*;
+//!
+//! #[multiproc::process]
+//! struct Counter {
+//!     upto: u32,
+//! }
+//!
+//! impl Run for Counter {
+//!     fn run(&mut self) {
+//!         let me = current_process();
+//!         println!("{} counts to {}", me.name(), self.upto);
+//!     }
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let p = Counter { upto: 3 }.into_process(); // named "Counter-1"
+//!     p.start()?;
+//!     assert_eq!(p.join()?, 0);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Exit codes, failures and misuse
+//!
+//! [`Process::exitcode`] is `None` while the child runs, `0` when the worker returned,
+//! `1` when it panicked or returned `Err`, `n` after [`exit(n)`](exit), and `-signal`
+//! after a signal ([`Process::terminate`] gives `-15`, [`Process::kill`] `-9`). A child
+//! that panics prints `Process <name>:` and the panic on its stderr, as Python prints a
+//! traceback, and [`Process::join_value`] returns a [`ChildError`] that carries the
+//! message. Misusing a handle (starting twice, joining before the start, setting the
+//! daemon flag after it, starting a child from a daemonic process) returns an
+//! [`Error::Process`], never panics.
+//!
+//! ```
+//! #[multiproc::worker]
+//! fn boom() {
+//!     panic!("boom");
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let p = boom::spawn()?; // its stderr shows "Process Process-1:" and the panic
+//!     assert_eq!(p.join()?, 1);
+//!     let err = p.join_value().unwrap_err();
+//!     assert!(err.to_string().contains("boom"));
+//!     assert!(p.start().is_err()); // cannot start a process twice
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Where workers run
+//!
+//! A child is this same program, started again with `posix_spawn` of
+//! `/proc/self/exe` and arguments that name the worker. A constructor in the runtime
+//! runs the worker before `main` (and before a test harness reads its arguments), so
+//! workers work unchanged in binaries, examples, `cargo test` integration tests,
+//! doctests, release builds with fat LTO, and when defined in a library crate. The
+//! worker's arguments, name and logging set-up reach the child over a private socket;
+//! the same arguments given by hand, without that socket, run nothing and exit with
+//! status 2.
+//!
+//! # Lifetime of children
+//!
+//! When the program exits normally, daemonic children are terminated and the others
+//! joined, as in Python. If the program is killed instead, its children kill
+//! themselves: none lingers as an orphan. Finished children are reaped by whichever of
+//! `join`, `exitcode`, `is_alive` or [`active_children`] first sees them end.
+//!
+//! # Logging
+//!
+//! [`log_to_stderr`] installs a `log` logger with Python's format,
+//! `[INFO/Process-1] message`, in this process and every child it starts, and the
+//! runtime logs its lifecycle events through it with Python's wording.
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
+#![doc(test(attr(deny(warnings))))]
+
+pub use multiproc_macros::{process, worker};
+pub use multiproc_runtime::*;
+
+/// The names most programs need: `use multiproc::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Process, Run, Worker, active_children, cpu_count, current_process, log_to_stderr,
+        parent_process, process, wait, worker,
+    };
+}
