@@ -235,13 +235,15 @@ pub(crate) enum AcceptError {
     NoChannel(String),
     /// The channel is genuine but what came over it is not a bootstrap.
     Garbled(String),
+    /// The parent that started this process ended before the bootstrap was read.
+    ParentGone,
 }
 
 /// The child's side: checks the channel named by `selector`, reads the bootstrap
 /// record and the arguments, and keeps the channel (close-on-exec) for the report.
 pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Vec<u8>, UnixStream), AcceptError> {
     let Source::Inherited(fd) = selector.source;
-    let channel = inherited_channel(fd).map_err(AcceptError::NoChannel)?;
+    let channel = inherited_channel(fd)?;
     let mut reader = BufReader::with_capacity(8192, &channel);
     let garbled = |what: &str, e: FrameError| AcceptError::Garbled(format!("{what}: {e}"));
     let record = codec::read_frame(&mut reader)
@@ -274,13 +276,13 @@ pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Vec<u8>, UnixStr
 
 /// Takes descriptor `fd` as the bootstrap channel if it is a Unix socket connected to
 /// this process's parent.
-fn inherited_channel(fd: RawFd) -> Result<UnixStream, String> {
+fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
     let not_ours = |why: String| {
-        format!(
+        AcceptError::NoChannel(format!(
             "this process was started with `{SELECTOR}`, which is for multiproc's own use, \
              but {why}; it has no bootstrap channel from a parent multiproc process, so \
              nothing was run"
-        )
+        ))
     };
     if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
         return Err(not_ours(format!("descriptor {fd} is not open")));
@@ -293,6 +295,9 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, String> {
         .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
     let parent = getppid();
     if creds.pid() != parent.as_raw() {
+        if is_gone(creds.pid()) {
+            return Err(AcceptError::ParentGone);
+        }
         return Err(not_ours(format!(
             "the socket at descriptor {fd} belongs to process {}, not to the parent {parent}",
             creds.pid()
@@ -300,8 +305,19 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, String> {
     }
     // SAFETY: the descriptor is open, and nothing else in this fresh process owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| e.to_string())?;
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| AcceptError::NoChannel(format!("descriptor {fd}: {e}")))?;
     Ok(UnixStream::from(owned))
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
 }
 
 /// Borrows a descriptor number for a check that tolerates it being closed.

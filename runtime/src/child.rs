@@ -118,6 +118,7 @@ fn run_child(selector: &Selector) -> ! {
         Err(AcceptError::NoChannel(message) | AcceptError::Garbled(message)) => {
             exit_now(2, &format!("multiproc: {message}\n"))
         }
+        Err(AcceptError::ParentGone) => die_with_parent(),
     };
 
     let parent = watch_parent(boot.parent_pid);
@@ -264,13 +265,69 @@ fn describe(report: &PanicReport) -> String {
     };
     match report.backtrace.status() {
         std::backtrace::BacktraceStatus::Captured => {
-            text.push_str(&format!("\nstack backtrace:\n{}", report.backtrace));
+            let full = report.backtrace.to_string();
+            let full_wanted = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v == "full");
+            let shown = if full_wanted {
+                full
+            } else {
+                short_backtrace(&full)
+            };
+            text.push_str(&format!("\nstack backtrace:\n{shown}"));
+            if !full_wanted {
+                text.push_str(
+                    "note: some details are omitted, run with `RUST_BACKTRACE=full` for a \
+                     verbose backtrace.",
+                );
+            }
         }
         _ => text.push_str(
             "\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
         ),
     }
     text
+}
+
+/// The frames of a backtrace between the panic machinery and the runtime's call of the
+/// worker, renumbered from 0, as std's short backtraces show a thread's panic.
+fn short_backtrace(full: &str) -> String {
+    // Each frame is a `N: symbol` line followed by `at file:line` lines.
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in full.lines() {
+        let is_head = line
+            .trim_start()
+            .split_once(": ")
+            .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty());
+        match frames.last_mut() {
+            Some(frame) if !is_head => frame.push(line),
+            _ => frames.push(vec![line]),
+        }
+    }
+    fn symbol<'a>(frame: &[&'a str]) -> &'a str {
+        frame.first().copied().unwrap_or_default()
+    }
+    let start = frames
+        .iter()
+        .rposition(|f| {
+            let s = symbol(f);
+            s.contains("rust_begin_unwind") || s.contains("core::panicking::")
+        })
+        .map_or(0, |i| i + 1);
+    let end = frames
+        .iter()
+        .position(|f| symbol(f).contains("multiproc_runtime::registry::run_worker"))
+        .filter(|end| *end > start)
+        .unwrap_or(frames.len());
+    let mut out = String::new();
+    for (n, frame) in frames[start..end].iter().enumerate() {
+        let head = symbol(frame);
+        let rest = head.trim_start().split_once(": ").map_or(head, |(_, s)| s);
+        out.push_str(&format!("{n:>4}: {rest}\n"));
+        for line in &frame[1..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The report of a panic whose payload is `payload`, with what the hook saw of it.

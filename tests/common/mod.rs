@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+//!
+//! Some tests need a whole program whose exit, output or death they observe from the
+//! outside. Such a test runs this same test binary again with `--exact <its own name>`
+//! and `MULTIPROC_TEST_HELPER=<its own name>` in the environment: in that run, the test
+//! plays the program (the "helper" role) instead of the observer.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HELPER_ENV: &str = "MULTIPROC_TEST_HELPER";
+
+/// Whether this run of the test binary plays the helper program for test `name`.
+pub fn is_helper(name: &str) -> bool {
+    std::env::var(HELPER_ENV).is_ok_and(|v| v == name)
+}
+
+/// The command that runs test `name` as the helper program.
+pub fn helper_command(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1", "-q"])
+        .env(HELPER_ENV, name)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs test `name` as the helper program to its end, with its output captured.
+pub fn run_helper(name: &str) -> Output {
+    helper_command(name)
+        .output()
+        .expect("the helper program runs")
+}
+
+/// The lines of `bytes` that are not libtest's own.
+pub fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("running ")
+                && !l.starts_with("test result:")
+                && !l.starts_with("test ")
+                && *l != "."
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The position of the first line equal to `line`; panics with all lines if absent.
+pub fn position(lines: &[String], line: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("no line {line:?} in:\n{}", lines.join("\n")))
+}
+
+/// Waits (polling, bounded by `limit`) until `done()` holds; whether it did.
+pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done()
+}

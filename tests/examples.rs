@@ -1,0 +1,106 @@
+//! Runs every example, as a user would, and checks what it prints.
+//!
+//! `cargo test` builds the examples before it runs the tests; they are found beside
+//! this test binary's directory (`target/<profile>/examples`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{lines, position};
+
+fn example(name: &str) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let dir: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --examples`)",
+        path.display()
+    );
+    let out = Command::new(&path).output().unwrap();
+    assert!(out.status.success(), "{name} failed: {out:?}");
+    out
+}
+
+#[test]
+fn basic() {
+    let out = example("basic");
+    assert!(lines(&out.stdout).contains(&"basic: all children joined".to_owned()));
+    let stderr = lines(&out.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("[DEBUG/worker_name] run worker_name(")),
+        "{stderr:#?}"
+    );
+    for i in 0..5 {
+        position(&stderr, &format!("[DEBUG/Process-{}] worker {i}", i + 2));
+    }
+    position(&stderr, "[INFO/MainProcess] process shutting down");
+}
+
+#[test]
+fn daemon() {
+    let out = example("daemon");
+    let stderr = lines(&out.stderr);
+    let start = position(&stderr, "[DEBUG/daemon] start");
+    position(&stderr, "[DEBUG/non_daemon] run");
+    let end = position(&stderr, "[DEBUG/daemon] end");
+    assert!(start < end);
+    assert!(
+        lines(&out.stdout)
+            .contains(&"daemon: daemon exited with Some(0), non_daemon with Some(0)".to_owned())
+    );
+}
+
+#[test]
+fn timeout() {
+    let out = example("timeout");
+    let stderr = lines(&out.stderr);
+    position(&stderr, "[DEBUG/daemon] start");
+    position(&stderr, "[DEBUG/non_daemon] run");
+    let alive = position(&stderr, "[DEBUG/MainProcess] daemon is alive");
+    let terminate = position(
+        &stderr,
+        "[INFO/MainProcess] calling terminate() for daemon daemon",
+    );
+    assert!(alive < terminate);
+    assert!(
+        !stderr.contains(&"[DEBUG/daemon] end".to_owned()),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn terminate() {
+    let out = example("terminate");
+    assert!(
+        lines(&out.stdout)
+            .contains(&"terminate: worker exitcode -15, worker_exit_error exitcode 1".to_owned())
+    );
+    position(&lines(&out.stderr), "[DEBUG/MainProcess] Some(-15) Some(1)");
+}
+
+#[test]
+fn subclass() {
+    let out = example("subclass");
+    assert_eq!(
+        lines(&out.stdout),
+        ["run", "subclass: MyProcess-1 exited with Some(0)"]
+    );
+}
+
+#[test]
+fn library_worker() {
+    let out = example("library_worker");
+    assert_eq!(
+        lines(&out.stdout),
+        ["library_worker: 6 x 7 = 42, computed in a child; from-a-library said hello"]
+    );
+}
