@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{LitStr, Path};
+use syn::{Item, LitStr, Path};
 
 /// Parsed `#[worker(..)]` / `#[process(..)]` options.
 pub(crate) struct Options {
@@ -63,4 +63,35 @@ impl Options {
 pub(crate) fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     quote!(#item #errors)
+}
+
+/// The tokens that name what kind of item this is (`enum`, `fn`, ...), to point at.
+pub(crate) fn item_keyword(item: &Item) -> TokenStream {
+    match item {
+        Item::Struct(s) => {
+            let t = &s.struct_token;
+            quote!(#t)
+        }
+        Item::Enum(e) => {
+            let t = &e.enum_token;
+            quote!(#t)
+        }
+        Item::Fn(f) => {
+            let t = &f.sig.fn_token;
+            quote!(#t)
+        }
+        Item::Union(u) => {
+            let t = &u.union_token;
+            quote!(#t)
+        }
+        Item::Trait(t) => {
+            let t = &t.trait_token;
+            quote!(#t)
+        }
+        Item::Impl(i) => {
+            let t = &i.impl_token;
+            quote!(#t)
+        }
+        other => quote!(#other),
+    }
 }

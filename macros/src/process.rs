@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::{Attribute, Fields, Item, ItemStruct};
 
-use crate::attr::{Options, with_errors};
+use crate::attr::{Options, item_keyword, with_errors};
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let item: Item = match syn::parse2(input.clone()) {
@@ -22,33 +22,6 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     match result {
         Ok(tokens) => tokens,
         Err(error) => with_errors(input, error),
-    }
-}
-
-/// The tokens that name what kind of item this is (`enum`, `fn`, ...), to point at.
-fn item_keyword(item: &Item) -> TokenStream {
-    match item {
-        Item::Enum(e) => {
-            let t = &e.enum_token;
-            quote!(#t)
-        }
-        Item::Fn(f) => {
-            let t = &f.sig.fn_token;
-            quote!(#t)
-        }
-        Item::Union(u) => {
-            let t = &u.union_token;
-            quote!(#t)
-        }
-        Item::Trait(t) => {
-            let t = &t.trait_token;
-            quote!(#t)
-        }
-        Item::Impl(i) => {
-            let t = &i.impl_token;
-            quote!(#t)
-        }
-        other => quote!(#other),
     }
 }
 

@@ -1,12 +1,12 @@
 //! `#[worker]`: parse the function, validate its signature, expand the glue.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 
-use crate::attr::{Options, with_errors};
+use crate::attr::{Options, item_keyword, with_errors};
 
 /// What `#[worker]` needs to know about a valid function.
 struct Worker<'a> {
@@ -35,10 +35,12 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let item: ItemFn = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "#[worker] goes on a function; for a struct, use #[process]",
-            );
+            let message = "#[worker] goes on a function; for a struct, use #[process]";
+            // Point at the item's keyword (`struct`, `enum`, ..) where there is one.
+            let error = match syn::parse2::<syn::Item>(input.clone()) {
+                Ok(item) => syn::Error::new_spanned(item_keyword(&item), message),
+                Err(_) => syn::Error::new(Span::call_site(), message),
+            };
             return with_errors(input, error);
         }
     };
@@ -93,12 +95,12 @@ fn validate(item: &ItemFn, options: Options) -> syn::Result<Worker<'_>> {
                     error(&tokens, &message);
                 }
                 let name = match &*pat_type.pat {
-                    Pat::Ident(pat) if pat.subpat.is_none() => {
-                        // The caller-facing name, without `mut` or `ref`.
-                        let name = pat.ident.to_string();
-                        format_ident!("{}", name.trim_start_matches("r#"), span = pat.ident.span())
-                    }
-                    _ => format_ident!("arg{index}"),
+                    // The caller-facing name, without `mut` or `ref` (and still raw,
+                    // as in `r#type`, since a bare keyword is no name).
+                    Pat::Ident(pat) if pat.subpat.is_none() => pat.ident.clone(),
+                    // A pattern has no name: invent one that no user argument can
+                    // clash with (mixed-site hygiene), even one called `arg0`.
+                    _ => format_ident!("arg{index}", span = Span::mixed_site()),
                 };
                 args.push(Arg {
                     name,
@@ -225,7 +227,9 @@ fn emit(worker: &Worker<'_>) -> TokenStream {
     let names: Vec<&Ident> = worker.args.iter().map(|a| &a.name).collect();
     let types: Vec<&Type> = worker.args.iter().map(|a| a.ty).collect();
     let params = quote!(#(#names: #types),*);
-    let args_ty = quote!((#(#types,)*));
+    // The tuple sits at the parameter list, so that an error from `Worker::Args`'s
+    // bounds lands there rather than on the attribute.
+    let args_ty = quote_spanned!(item.sig.paren_token.span.join()=> (#(#types,)*));
     let args_tuple = quote!((#(#names,)*));
 
     // The call reads the tuple by index, so that no argument name can shadow the
@@ -235,19 +239,29 @@ fn emit(worker: &Worker<'_>) -> TokenStream {
     let (output_ty, call) = match &worker.output {
         Output::Unit => (quote!(()), quote!(::core::result::Result::Ok(#invoke))),
         Output::Value(ty) => (quote!(#ty), quote!(::core::result::Result::Ok(#invoke))),
-        Output::Result(ty) => (
-            quote!(<#ty as #private::ResultLike>::Ok),
-            quote!(#private::from_result(#invoke)),
-        ),
+        Output::Result(ty) => {
+            // From the first token of the type to its last, so that an error from
+            // `Worker::Output`'s bounds covers the user's return type.
+            let mut spans = ty.to_token_stream().into_iter().map(|t| t.span());
+            let first = spans.next().unwrap_or_else(Span::call_site);
+            let last = spans.last().unwrap_or(first);
+            let open = quote_spanned!(first=> <);
+            let ok = quote_spanned!(last=> Ok);
+            (
+                quote!(#open #ty as #private::ResultLike>::#ok),
+                quote!(#private::from_result(#invoke)),
+            )
+        }
     };
-    // Each check sits at the user's type, so that the error lands there.
-    let mut checks: Vec<TokenStream> = types
+    // Each check sits at the user's type, so that the error lands there; a type used
+    // twice is checked once. The return type needs no check of its own: the bounds of
+    // `Worker::Output` already report at it.
+    let mut seen = std::collections::HashSet::new();
+    let checks: Vec<TokenStream> = types
         .iter()
+        .filter(|ty| seen.insert(ty.to_token_stream().to_string()))
         .map(|ty| quote_spanned!(ty.span()=> #private::assert_portable::<#ty>();))
         .collect();
-    if let Output::Value(ty) | Output::Result(ty) = &worker.output {
-        checks.push(quote_spanned!(ty.span()=> #private::assert_portable::<#output_ty>();));
-    }
 
     let spawn_doc =
         format!("Starts [`{ident}`]({ident}()) in a new process; returns the started process.");

@@ -57,7 +57,7 @@ pub fn spawn<R>(process: Process<R>) -> SpawnResult<R> {
 /// Not public API; used by generated code to put errors on the user's type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross to the child process",
-    label = "worker arguments and return values must implement `Serialize` and `DeserializeOwned`",
+    label = "worker arguments must implement `Serialize` and `DeserializeOwned`",
     note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or pass an owned type that has them"
 )]
 pub trait Portable {}

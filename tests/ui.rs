@@ -1,0 +1,11 @@
+//! Compile-fail tests of `#[multiproc::worker]` and `#[multiproc::process]`: each
+//! `tests/ui/<rule>.rs` breaks one rule, and `<rule>.stderr` holds the error a user
+//! sees. Regenerate with `TRYBUILD=overwrite cargo test --test ui`, then read the diff.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/worker_*.rs");
+    t.compile_fail("tests/ui/process_*.rs");
+    t.pass("tests/ui/pass_*.rs");
+}

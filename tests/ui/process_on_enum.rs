@@ -1,0 +1,7 @@
+#[multiproc::process]
+enum Job {
+    Download { url: String },
+    Upload { path: String },
+}
+
+fn main() {}

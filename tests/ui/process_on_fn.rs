@@ -1,0 +1,6 @@
+#[multiproc::process]
+fn download(url: String) {
+    println!("{url}");
+}
+
+fn main() {}

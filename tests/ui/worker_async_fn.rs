@@ -1,0 +1,6 @@
+#[multiproc::worker]
+async fn fetch(url: String) -> usize {
+    url.len()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[multiproc::worker]
+fn greet(name: &str) {
+    println!("hello {name}");
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+struct Config {
+    threads: usize,
+}
+
+#[multiproc::worker]
+fn start(config: Config) -> usize {
+    config.threads
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[multiproc::worker]
+struct Downloader {
+    url: String,
+}
+
+fn main() {}

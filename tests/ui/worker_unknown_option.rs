@@ -1,0 +1,6 @@
+#[multiproc::worker(bogus = 1)]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {}
