@@ -5,8 +5,6 @@
 //! exit codes, daemons, timeouts, termination and logging as Python's module has them.
 //!
 //! ```
-//! use multiproc::prelude::*;
-//!
 //! #[multiproc::worker]
 //! fn greet(name: String, times: u32) {
 //!     for _ in 0..times {

@@ -377,8 +377,11 @@ fn child_context() {
 
 /// In a fresh process: the names of five process objects, the fourth named by hand,
 /// and what two started children report as their own and their parent's names.
+/// (own name, parent's name, identity) as a child reports them.
+type Seen = (String, String, Vec<u32>);
+
 #[multiproc::worker]
-fn naming_scenario() -> (Vec<u32>, Vec<String>, Vec<(String, String, Vec<u32>)>) {
+fn naming_scenario() -> (Vec<u32>, Vec<String>, Vec<Seen>) {
     let me = current_process();
     let first = noop::process();
     first.close().unwrap();

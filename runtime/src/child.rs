@@ -244,7 +244,7 @@ fn install_panic_hook() {
             return previous(info);
         }
         let report = PanicReport {
-            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
+            message: payload_text(info.payload()).to_owned(),
             location: info.location().map(ToString::to_string),
             backtrace: std::backtrace::Backtrace::capture(),
         };
@@ -330,6 +330,16 @@ fn short_backtrace(full: &str) -> String {
     out
 }
 
+/// The text of a panic payload, as std's hook prints it.
+fn payload_text(payload: &(dyn Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => s,
+        None => payload
+            .downcast_ref::<String>()
+            .map_or("Box<dyn Any>", String::as_str),
+    }
+}
+
 /// The report of a panic whose payload is `payload`, with what the hook saw of it.
 fn panic_report(payload: &(dyn Any + Send)) -> Report {
     let seen = PANIC.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -340,11 +350,7 @@ fn panic_report(payload: &(dyn Any + Send)) -> Report {
         }
         // Another panic hook replaced ours: the payload is all there is.
         None => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+            let message = payload_text(payload).to_owned();
             let text = format!("panicked:\n{message}");
             (message, None, text)
         }

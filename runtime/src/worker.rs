@@ -95,7 +95,7 @@ impl fmt::Display for Failure {
 /// }
 ///
 /// fn main() -> multiproc::Result<()> {
-///     let mut p = Greeter { name: "ada".into() }.into_process();
+///     let p = Greeter { name: "ada".into() }.into_process();
 ///     p.start()?;
 ///     assert_eq!(p.join()?, 0);
 ///     Ok(())
