@@ -13,14 +13,15 @@
 use std::any::Any;
 use std::ffi::{CStr, c_char, c_int};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::ThreadId;
 
-use nix::poll::PollFlags;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{self, SigHandler, Signal};
 use nix::unistd::{Pid, getppid};
 
@@ -55,11 +56,13 @@ static DISPATCH: InitArrayFn = dispatch;
 extern "C" fn dispatch(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
     // Unwinding out of a constructor would abort the process with no message.
     let _ = panic::catch_unwind(|| {
-        if !argv_says_child(argc, argv) {
-            PHASE.store(PHASE_TOP, Ordering::Relaxed);
-            return;
-        }
-        let args = process_args();
+        let args = match child_args(argc, argv) {
+            Some(args) => args,
+            None => {
+                PHASE.store(PHASE_TOP, Ordering::Relaxed);
+                return;
+            }
+        };
         match Selector::parse(&args) {
             None => PHASE.store(PHASE_TOP, Ordering::Relaxed),
             Some(Ok(selector)) => run_child(&selector),
@@ -68,20 +71,25 @@ extern "C" fn dispatch(argc: c_int, argv: *const *const c_char, _envp: *const *c
     });
 }
 
-/// Whether `argv[1]` is the selector. Cheap: this runs at every program start.
-fn argv_says_child(argc: c_int, argv: *const *const c_char) -> bool {
+/// The process's arguments if `argv[1]` is the selector; `None` otherwise. Cheap
+/// for a program that is not a child: this runs at every program start.
+fn child_args(argc: c_int, argv: *const *const c_char) -> Option<Vec<Vec<u8>>> {
     if argv.is_null() {
         // Some C libraries do not pass arguments to constructors: ask the kernel.
-        return Selector::parse(&process_args()).is_some();
+        let args = process_args();
+        return Selector::parse(&args).is_some().then_some(args);
     }
-    if argc < 2 {
-        return false;
+    let argc = usize::try_from(argc).unwrap_or(0);
+    let arg = |i: usize| {
+        // SAFETY: the loader passes `argc` valid, NUL-terminated argument strings.
+        let ptr = unsafe { *argv.add(i) };
+        // SAFETY: as above; a null entry would end the list early.
+        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_bytes())
+    };
+    if argc < 2 || arg(1)? != bootstrap::SELECTOR.as_bytes() {
+        return None;
     }
-    // SAFETY: the loader passes argc valid, NUL-terminated argument strings.
-    let first = unsafe { *argv.add(1) };
-    // SAFETY: as above; a null entry would end the list.
-    !first.is_null()
-        && unsafe { CStr::from_ptr(first) }.to_bytes() == bootstrap::SELECTOR.as_bytes()
+    (0..argc).map(|i| arg(i).map(<[u8]>::to_vec)).collect()
 }
 
 /// This process's arguments, from `/proc/self/cmdline` (which needs no help from std's
@@ -136,7 +144,7 @@ fn run_child(selector: &Selector) -> ! {
 
     let entry = match registry::lookup(&boot.key) {
         Ok(entry) => entry,
-        Err(e) => finish(1, Some(format!("{e}"))),
+        Err(e) => finish(1, Some((Report::Failed(e.to_string()), channel))),
     };
     PHASE.store(PHASE_WORKER, Ordering::Relaxed);
     log::info!("child process calling self.run()");
@@ -150,34 +158,33 @@ fn run_child(selector: &Selector) -> ! {
             None => (1, Some(panic_report(&*payload))),
         },
     };
-    let text = report.as_ref().and_then(Report::stderr_text);
-    if let Some(report) = report {
-        if let Err(e) = report.send(&channel) {
-            log::debug!("cannot send the result to the parent: {e}");
-        }
-    }
-    drop(channel);
-    finish(code, text)
+    finish(code, report.map(|report| (report, channel)))
 }
 
 /// A pidfd of the parent, and a thread that kills this process when the parent ends
 /// without having ended it first (killed, or gone without running its exit function),
 /// so that no child outlives its parent as an orphan.
-fn watch_parent(parent_pid: u32) -> Option<std::os::fd::OwnedFd> {
+fn watch_parent(parent_pid: u32) -> Option<Arc<OwnedFd>> {
     let expected = Pid::from_raw(i32::try_from(parent_pid).unwrap_or(0));
     let pidfd = sys::pidfd_open(expected).ok();
     // Still our parent after the pidfd was opened: it is the right process.
     if getppid() != expected {
         die_with_parent();
     }
-    let pidfd = pidfd?;
-    let watched = pidfd.try_clone().ok()?;
+    let pidfd = Arc::new(pidfd?);
+    let watched = pidfd.clone();
     let spawned = std::thread::Builder::new()
         .name("multiproc-parent-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            if sys::poll_until(&[(watched.as_fd(), PollFlags::POLLIN)], None).is_ok() {
-                die_with_parent();
+            // No allocation on this thread: malloc would give it an arena of its own.
+            let mut fds = [PollFd::new(watched.as_fd(), PollFlags::POLLIN)];
+            loop {
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(Errno::EINTR) => continue,
+                    Ok(_) => die_with_parent(),
+                    Err(_) => return,
+                }
             }
         });
     if let Err(e) = spawned {
@@ -194,9 +201,12 @@ fn die_with_parent() -> ! {
 
 /// Python's end of `Process._bootstrap`: the exit function (children joined), the
 /// failure report, the last log line, flushed streams, then the exit.
-fn finish(code: i32, stderr_text: Option<String>) -> ! {
+///
+/// The report goes to the parent last, just before the exit, so that the parent's
+/// wake-up for it usually finds the child already gone and reaps it at once.
+fn finish(code: i32, report: Option<(Report, UnixStream)>) -> ! {
     context::exit_function();
-    if let Some(text) = stderr_text {
+    if let Some(text) = report.as_ref().and_then(|(r, _)| r.stderr_text()) {
         let name = context::current_name();
         let _ = std::io::stderr()
             .lock()
@@ -204,6 +214,11 @@ fn finish(code: i32, stderr_text: Option<String>) -> ! {
     }
     log::info!("process exiting with exitcode {code}");
     let _ = std::io::stdout().flush();
+    if let Some((report, channel)) = report {
+        if let Err(e) = report.send(&channel) {
+            log::debug!("cannot send the result to the parent: {e}");
+        }
+    }
     std::process::exit(code)
 }
 

@@ -164,6 +164,18 @@ impl FrameBuffer {
         self.buf.truncate(len);
     }
 
+    /// How many bytes to read next: the rest of the frame in progress, at least a page
+    /// and at most 16 MiB (so a forged length cannot make the buffer balloon).
+    pub(crate) fn want(&self) -> usize {
+        let needed = match self.buf.first_chunk::<HEADER_LEN>() {
+            Some(header) => {
+                (u32::from_le_bytes(*header) as usize + HEADER_LEN).saturating_sub(self.buf.len())
+            }
+            None => 0,
+        };
+        needed.clamp(4096, 16 << 20)
+    }
+
     /// Takes the next whole frame out of the buffer, if one has arrived.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
         let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {

@@ -163,12 +163,8 @@ pub struct ParentProcess {
 }
 
 impl ParentProcess {
-    pub(crate) fn new(pid: u32, name: String, pidfd: Option<OwnedFd>) -> Self {
-        ParentProcess {
-            pid,
-            name,
-            pidfd: pidfd.map(Arc::new),
-        }
+    pub(crate) fn new(pid: u32, name: String, pidfd: Option<Arc<OwnedFd>>) -> Self {
+        ParentProcess { pid, name, pidfd }
     }
 
     /// The parent's process id.

@@ -479,7 +479,7 @@ impl Child {
         let mut reports = lock(&self.reports);
         let reports = &mut *reports;
         while !reports.eof {
-            let spare = 64 * 1024;
+            let spare = reports.frames.want();
             let buf = reports.frames.spare(spare);
             match (&self.channel).read(buf) {
                 Ok(0) => {
