@@ -137,6 +137,11 @@
 pub use multiproc_macros::{process, worker};
 pub use multiproc_runtime::*;
 
+// The README's examples run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{
