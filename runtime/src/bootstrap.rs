@@ -17,7 +17,6 @@
 //! same [`Bootstrap`] record over it, without the rest of the runtime noticing.
 
 use std::ffi::{CString, OsStr};
-use std::io::BufReader;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
@@ -30,9 +29,9 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::unistd::{Pid, getppid};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, FrameError};
-use crate::error::CodecError;
+use crate::codec::{self, Encoded};
 use crate::sys;
+use crate::transport::{self, Frame, FrameError, FrameReader};
 
 /// The first argument that marks a process as a multiproc child.
 pub(crate) const SELECTOR: &str = "--multiproc-child";
@@ -129,10 +128,8 @@ pub(crate) struct Launched {
 }
 
 /// Starts a child that runs `boot.key` with the encoded `args`.
-pub(crate) fn launch(boot: &Bootstrap, args: &[u8]) -> crate::Result<Launched> {
-    let record = codec::encode(boot)?;
-    let record_header = codec::frame_header(record.len())?;
-    let args_header = codec::frame_header(args.len())?;
+pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::Result<Launched> {
+    let record = codec::encode_record(boot)?;
 
     let (ours, theirs) = UnixStream::pair()?;
     let target = if theirs.as_raw_fd() == CHILD_FD {
@@ -156,10 +153,12 @@ pub(crate) fn launch(boot: &Bootstrap, args: &[u8]) -> crate::Result<Launched> {
         }
     };
     ours.set_nonblocking(true)?;
-    match sys::send_all(ours.as_fd(), &[&record_header, &record, &args_header, args]) {
+    let sent = transport::send_frame(ours.as_fd(), &[&record], &[])
+        .and_then(|()| transport::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
+    match sent {
         Ok(()) => {}
         // The child died before reading its bootstrap; its exit code tells the rest.
-        Err(e)
+        Err(FrameError::Io(e))
             if matches!(
                 e.raw_os_error(),
                 Some(nix::libc::EPIPE | nix::libc::ECONNRESET)
@@ -241,18 +240,19 @@ pub(crate) enum AcceptError {
 
 /// The child's side: checks the channel named by `selector`, reads the bootstrap
 /// record and the arguments, and keeps the channel (close-on-exec) for the report.
-pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Vec<u8>, UnixStream), AcceptError> {
+pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Frame, UnixStream), AcceptError> {
     let Source::Inherited(fd) = selector.source;
     let channel = inherited_channel(fd)?;
-    let mut reader = BufReader::with_capacity(8192, &channel);
+    let mut reader = FrameReader::default();
     let garbled = |what: &str, e: FrameError| AcceptError::Garbled(format!("{what}: {e}"));
-    let record = codec::read_frame(&mut reader)
+    let record = reader
+        .read_frame(channel.as_fd(), None)
         .map_err(|e| garbled("cannot read the bootstrap record", e))?
         .ok_or_else(|| {
             AcceptError::Garbled("the parent closed the channel before the bootstrap".into())
         })?;
-    let boot: Bootstrap = codec::decode(&record)
-        .map_err(|e: CodecError| garbled("bad bootstrap record", e.into()))?;
+    let boot: Bootstrap = codec::decode_record(&record.bytes)
+        .map_err(|e| garbled("bad bootstrap record", e.into()))?;
     if boot.magic != MAGIC {
         return Err(AcceptError::Garbled(format!(
             "bootstrap record of an unknown protocol ({:#x})",
@@ -265,12 +265,12 @@ pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Vec<u8>, UnixStr
             selector.key, boot.key
         )));
     }
-    let args = codec::read_frame(&mut reader)
+    let args = reader
+        .read_frame(channel.as_fd(), None)
         .map_err(|e| garbled("cannot read the arguments", e))?
         .ok_or_else(|| {
             AcceptError::Garbled("the parent closed the channel before the arguments".into())
         })?;
-    drop(reader);
     Ok((boot, args, channel))
 }
 
@@ -295,7 +295,7 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
         .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
     let parent = getppid();
     if creds.pid() != parent.as_raw() {
-        if is_gone(creds.pid()) {
+        if u32::try_from(creds.pid()).is_ok_and(crate::futex::process_is_dead) {
             return Err(AcceptError::ParentGone);
         }
         return Err(not_ours(format!(
@@ -310,15 +310,6 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
     Ok(UnixStream::from(owned))
 }
 
-/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(_) => true,
-    }
-}
 
 /// Borrows a descriptor number for a check that tolerates it being closed.
 fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {

@@ -26,12 +26,13 @@ use nix::sys::signal::{self, SigHandler, Signal};
 use nix::unistd::{Pid, getppid};
 
 use crate::bootstrap::{self, AcceptError, Selector};
-use crate::codec;
+use crate::codec::{self, Encoded};
 use crate::context::{self, ParentProcess};
 use crate::error::{CodecError, CodecErrorKind};
 use crate::logging;
 use crate::registry::{self, Outcome};
 use crate::sys;
+use crate::transport::{self, Frame};
 
 /// The constructor has not run yet.
 const PHASE_UNKNOWN: u8 = 0;
@@ -148,8 +149,7 @@ fn run_child(selector: &Selector) -> ! {
     };
     PHASE.store(PHASE_WORKER, Ordering::Relaxed);
     log::info!("child process calling self.run()");
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| entry.run(&args)));
-    drop(args);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(move || entry.run(args)));
     let (code, report) = match outcome {
         Ok(Outcome::Value(bytes)) => (0, Some(Report::Value(bytes))),
         Ok(Outcome::Failed(message)) => (1, Some(Report::Failed(message))),
@@ -379,10 +379,10 @@ fn panic_report(payload: &(dyn Any + Send)) -> Report {
 
 /// What a child tells its parent when its worker ends. Sent as one frame whose first
 /// byte is the kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Report {
     /// The worker returned this encoded value.
-    Value(Vec<u8>),
+    Value(Encoded),
     /// The worker panicked.
     Panic {
         message: String,
@@ -408,41 +408,46 @@ impl Report {
     }
 
     fn send(&self, channel: &UnixStream) -> crate::Result<()> {
-        let (kind, body) = match self {
-            Report::Value(bytes) => (REPORT_VALUE, std::borrow::Cow::Borrowed(bytes)),
+        let sock = channel.as_fd();
+        match self {
+            Report::Value(value) => {
+                transport::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
+            }
             Report::Panic {
                 message, location, ..
-            } => (
-                REPORT_PANIC,
-                std::borrow::Cow::Owned(codec::encode(&(message, location))?),
-            ),
-            Report::Failed(message) => (
-                REPORT_FAILED,
-                std::borrow::Cow::Owned(codec::encode(message)?),
-            ),
-        };
-        let header = codec::frame_header(body.len() + 1)?;
-        sys::send_all(channel.as_fd(), &[&header, &[kind], &body])?;
+            } => {
+                let body = codec::encode_record(&(message, location))?;
+                transport::send_frame(sock, &[&[REPORT_PANIC], &body], &[])?
+            }
+            Report::Failed(message) => {
+                let body = codec::encode_record(message)?;
+                transport::send_frame(sock, &[&[REPORT_FAILED], &body], &[])?
+            }
+        }
         Ok(())
     }
 
-    /// Reads a report frame (header already removed). Never trusts the bytes.
-    pub(crate) fn parse(mut frame: Vec<u8>) -> Result<Report, CodecError> {
-        if frame.is_empty() {
+    /// Reads a report frame. Never trusts the bytes.
+    pub(crate) fn parse(mut frame: Frame) -> Result<Report, CodecError> {
+        if frame.bytes.is_empty() {
             return Err(CodecError::new(CodecErrorKind::Truncated, "empty report"));
         }
-        let kind = frame.remove(0);
+        let kind = frame.bytes.remove(0);
         match kind {
-            REPORT_VALUE => Ok(Report::Value(frame)),
+            REPORT_VALUE => Ok(Report::Value(Encoded {
+                bytes: frame.bytes,
+                fds: frame.fds,
+            })),
             REPORT_PANIC => {
-                let (message, location): (String, Option<String>) = codec::decode(&frame)?;
+                let (message, location): (String, Option<String>) =
+                    codec::decode_record(&frame.bytes)?;
                 Ok(Report::Panic {
                     message,
                     location,
                     text: String::new(),
                 })
             }
-            REPORT_FAILED => Ok(Report::Failed(codec::decode(&frame)?)),
+            REPORT_FAILED => Ok(Report::Failed(codec::decode_record(&frame.bytes)?)),
             other => Err(CodecError::new(
                 CodecErrorKind::Decode,
                 format!("unknown report kind {other}"),

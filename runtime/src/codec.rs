@@ -2,15 +2,26 @@
 //!
 //! Values are encoded with bincode 2 (its serde support, standard configuration).
 //! Messages on a stream are framed as a 4-byte little-endian length followed by that
-//! many bytes. Nothing here trusts its input: every decode is bounded by
-//! [`MAX_MESSAGE_LEN`], a length above it is refused before anything is allocated, a
-//! frame is read into memory only as fast as its bytes really arrive, and a value must
-//! use every byte of its message.
+//! many bytes (see `transport`). Nothing here trusts its input: every decode is bounded
+//! by [`MAX_MESSAGE_LEN`], a length above it is refused before anything is allocated,
+//! and a value must use every byte of its message.
+//!
+//! # Descriptors inside values
+//!
+//! A handle that owns a file descriptor (a queue's shared memory, a connection's
+//! socket) holds it as a [`PortableFd`]. Encoding such a value with [`encode`] collects a
+//! duplicate of each descriptor beside the bytes, which hold only its index; the
+//! transport sends the descriptors with the bytes (`SCM_RIGHTS`), and [`decode`] hands
+//! them back to the `PortableFd`s being decoded. Encoding a handle any other way (with
+//! another serde format, or in one of multiproc's own records) is an error: a descriptor
+//! number alone means nothing in another process.
 
-use std::io::{self, Read};
+use std::cell::RefCell;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CodecError, CodecErrorKind};
 
@@ -29,26 +40,99 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_LEN>()
 }
 
-/// Encodes `value` into a new buffer.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut buf = Vec::new();
-    encode_into(value, &mut buf)?;
-    Ok(buf)
+/// The most descriptors one message can carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// An encoded value: its bytes, and the descriptors of the handles inside it.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// Appends the encoding of `value` to `buf`.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    value: &T,
-    buf: &mut Vec<u8>,
-) -> Result<(), CodecError> {
-    let start = buf.len();
-    bincode::serde::encode_into_std_write(value, buf, config())
+thread_local! {
+    /// The descriptors collected by the `encode` running on this thread.
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// The descriptors handed to the `decode` running on this thread.
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// Restores a thread-local slot when dropped, so that a panicking serializer does not
+/// leave a collector behind.
+struct Restore<T: 'static> {
+    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    previous: Option<Option<T>>,
+}
+
+impl<T: 'static> Restore<T> {
+    fn install(key: &'static std::thread::LocalKey<RefCell<Option<T>>>, value: T) -> Self {
+        let previous = key.with(|slot| slot.replace(Some(value)));
+        Restore {
+            key,
+            previous: Some(previous),
+        }
+    }
+
+    fn take(mut self) -> Option<T> {
+        let previous = self.previous.take().flatten();
+        self.key.with(|slot| slot.replace(previous))
+    }
+}
+
+impl<T: 'static> Drop for Restore<T> {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            self.key.with(|slot| slot.replace(previous));
+        }
+    }
+}
+
+/// Encodes `value`, with a duplicate of every descriptor its handles hold.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
+    let collector = Restore::install(&OUTGOING, Vec::new());
+    let mut bytes = Vec::new();
+    let result = bincode::serde::encode_into_std_write(value, &mut bytes, config());
+    let fds = collector.take().unwrap_or_default();
+    result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
+    check_len(bytes.len())?;
+    if fds.len() > MAX_FDS {
+        return Err(CodecError::new(
+            CodecErrorKind::Oversized,
+            format!(
+                "{} handles in one message, above the limit of {MAX_FDS}",
+                fds.len()
+            ),
+        ));
+    }
+    Ok(Encoded { bytes, fds })
+}
+
+/// Encodes one of multiproc's own records, which hold no handles.
+pub(crate) fn encode_record<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut bytes = Vec::new();
+    bincode::serde::encode_into_std_write(value, &mut bytes, config())
         .map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
-    check_len(buf.len() - start)
+    check_len(bytes.len())?;
+    Ok(bytes)
 }
 
-/// Decodes a `T` that must use every byte of `bytes`.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes a `T` that must use every byte of `bytes`, giving the handles inside it the
+/// descriptors `fds` (in the order they were encoded). Descriptors left over are closed.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, CodecError> {
+    if fds.is_empty() {
+        return decode_record(bytes);
+    }
+    let supply = Restore::install(&INCOMING, fds.into_iter().map(Some).collect());
+    let result = decode_record(bytes);
+    drop(supply.take());
+    result
+}
+
+/// Decodes one of multiproc's own records (or a value without handles).
+pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     check_len(bytes.len())?;
     let (value, used) =
         bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| match e {
@@ -88,6 +172,72 @@ fn check_len(len: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// A file descriptor owned by a handle that can cross to another process inside a
+/// value (see the module docs). Clones share the descriptor.
+#[derive(Debug, Clone)]
+pub(crate) struct PortableFd(Arc<OwnedFd>);
+
+#[allow(dead_code)] // only shared memory uses it yet
+impl PortableFd {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        PortableFd(Arc::new(fd))
+    }
+}
+
+impl AsFd for PortableFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for PortableFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Serialize for PortableFd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let index = OUTGOING.with(|slot| -> Result<u32, String> {
+            let mut slot = slot.borrow_mut();
+            let fds = slot.as_mut().ok_or_else(|| {
+                "a multiproc handle can only cross to another process through multiproc \
+                 (a worker's arguments or value, a queue, a pipe): its descriptor means \
+                 nothing elsewhere"
+                    .to_owned()
+            })?;
+            let dup = self
+                .0
+                .try_clone()
+                .map_err(|e| format!("cannot duplicate a descriptor: {e}"))?;
+            fds.push(dup);
+            u32::try_from(fds.len() - 1).map_err(|_| "too many descriptors".to_owned())
+        });
+        match index {
+            Ok(index) => serializer.serialize_u32(index),
+            Err(message) => Err(serde::ser::Error::custom(message)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortableFd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let index = u32::deserialize(deserializer)? as usize;
+        let fd = INCOMING.with(|slot| {
+            slot.borrow_mut()
+                .as_mut()
+                .and_then(|fds| fds.get_mut(index))
+                .and_then(Option::take)
+        });
+        match fd {
+            Some(fd) => Ok(PortableFd::new(fd)),
+            None => Err(serde::de::Error::custom(format!(
+                "the message names descriptor {index}, which did not come with it"
+            ))),
+        }
+    }
+}
+
 /// The header announcing a message of `len` bytes.
 pub(crate) fn frame_header(len: usize) -> Result<[u8; HEADER_LEN], CodecError> {
     check_len(len)?;
@@ -108,118 +258,6 @@ pub(crate) fn parse_header(header: [u8; HEADER_LEN]) -> Result<usize, CodecError
     Ok(len)
 }
 
-/// Reads one whole frame from a blocking reader.
-///
-/// Returns `Ok(None)` on a clean end of stream before the first header byte. The
-/// payload buffer grows only as bytes arrive, so a forged length costs no memory.
-pub(crate) fn read_frame(reader: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut header = [0u8; HEADER_LEN];
-    let mut got = 0;
-    while got < HEADER_LEN {
-        match reader.read(&mut header[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(truncated(got, HEADER_LEN).into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
-    let len = parse_header(header)?;
-    let mut payload = Vec::new();
-    let read = reader
-        .take(len as u64)
-        .read_to_end(&mut payload)
-        .map_err(FrameError::Io)?;
-    if read < len {
-        return Err(truncated(HEADER_LEN + read, HEADER_LEN + len).into());
-    }
-    Ok(Some(payload))
-}
-
-fn truncated(got: usize, want: usize) -> CodecError {
-    CodecError::new(
-        CodecErrorKind::Truncated,
-        format!("the stream ended after {got} of {want} bytes of a frame"),
-    )
-}
-
-/// Collects frames from bytes that arrive in pieces (from a non-blocking descriptor).
-#[derive(Debug, Default)]
-pub(crate) struct FrameBuffer {
-    buf: Vec<u8>,
-}
-
-impl FrameBuffer {
-    /// Room to read into: the caller reads into the returned slice, then calls
-    /// [`filled`](Self::filled) with the count.
-    pub(crate) fn spare(&mut self, want: usize) -> &mut [u8] {
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
-    }
-
-    /// Keeps `n` of the bytes last handed out by [`spare`](Self::spare).
-    pub(crate) fn filled(&mut self, spare: usize, n: usize) {
-        let len = self.buf.len() - spare + n;
-        self.buf.truncate(len);
-    }
-
-    /// How many bytes to read next: the rest of the frame in progress, at least a page
-    /// and at most 16 MiB (so a forged length cannot make the buffer balloon).
-    pub(crate) fn want(&self) -> usize {
-        let needed = match self.buf.first_chunk::<HEADER_LEN>() {
-            Some(header) => {
-                (u32::from_le_bytes(*header) as usize + HEADER_LEN).saturating_sub(self.buf.len())
-            }
-            None => 0,
-        };
-        needed.clamp(4096, 16 << 20)
-    }
-
-    /// Takes the next whole frame out of the buffer, if one has arrived.
-    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
-        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
-            return Ok(None);
-        };
-        let len = parse_header(*header)?;
-        if self.buf.len() < HEADER_LEN + len {
-            return Ok(None);
-        }
-        let rest = self.buf.split_off(HEADER_LEN + len);
-        let mut frame = std::mem::replace(&mut self.buf, rest);
-        frame.drain(..HEADER_LEN);
-        Ok(Some(frame))
-    }
-
-    /// Bytes of an unfinished frame still held (non-zero at end of stream means the
-    /// last frame was cut short).
-    pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
-    }
-}
-
-/// A frame that could not be read: the stream failed or its bytes were bad.
-#[derive(Debug)]
-pub(crate) enum FrameError {
-    Io(io::Error),
-    Codec(CodecError),
-}
-
-impl From<CodecError> for FrameError {
-    fn from(e: CodecError) -> Self {
-        FrameError::Codec(e)
-    }
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Io(e) => e.fmt(f),
-            FrameError::Codec(e) => e.fmt(f),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,22 +265,26 @@ mod tests {
     #[test]
     fn round_trip() {
         let value = (7u64, String::from("ada"), vec![1u8, 2, 3]);
-        let bytes = encode(&value).unwrap();
-        assert_eq!(decode::<(u64, String, Vec<u8>)>(&bytes).unwrap(), value);
+        let encoded = encode(&value).unwrap();
+        assert!(encoded.fds.is_empty());
+        assert_eq!(
+            decode::<(u64, String, Vec<u8>)>(&encoded.bytes, Vec::new()).unwrap(),
+            value
+        );
     }
 
     #[test]
     fn trailing_bytes_are_an_error() {
-        let mut bytes = encode(&5u32).unwrap();
+        let mut bytes = encode_record(&5u32).unwrap();
         bytes.push(0);
-        let err = decode::<u32>(&bytes).unwrap_err();
+        let err = decode_record::<u32>(&bytes).unwrap_err();
         assert_eq!(err.kind(), CodecErrorKind::TrailingBytes);
     }
 
     #[test]
     fn truncated_value_is_an_error() {
-        let bytes = encode(&String::from("hello world")).unwrap();
-        let err = decode::<String>(&bytes[..5]).unwrap_err();
+        let bytes = encode_record(&String::from("hello world")).unwrap();
+        let err = decode_record::<String>(&bytes[..5]).unwrap_err();
         assert_eq!(err.kind(), CodecErrorKind::Truncated);
     }
 
@@ -250,7 +292,7 @@ mod tests {
     fn forged_vec_length_does_not_allocate() {
         // A varint announcing u64::MAX elements, then nothing.
         let bytes = [253u8, 255, 255, 255, 255, 255, 255, 255, 255];
-        let err = decode::<Vec<u64>>(&bytes).unwrap_err();
+        let err = decode_record::<Vec<u64>>(&bytes).unwrap_err();
         assert!(
             matches!(
                 err.kind(),
@@ -267,46 +309,35 @@ mod tests {
             parse_header(header).unwrap_err().kind(),
             CodecErrorKind::Oversized
         );
-        let mut reader = &header[..];
-        match read_frame(&mut reader) {
-            Err(FrameError::Codec(e)) => assert_eq!(e.kind(), CodecErrorKind::Oversized),
-            other => panic!("unexpected {other:?}"),
-        }
+    }
+
+    fn pipe_fd() -> OwnedFd {
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        read
     }
 
     #[test]
-    fn frames_split_anywhere() {
-        let mut stream = Vec::new();
-        for msg in [&b"one"[..], b"", b"three"] {
-            stream.extend_from_slice(&frame_header(msg.len()).unwrap());
-            stream.extend_from_slice(msg);
-        }
-        for cut in 0..stream.len() {
-            let mut fb = FrameBuffer::default();
-            let mut frames = Vec::new();
-            for piece in [&stream[..cut], &stream[cut..]] {
-                let spare = fb.spare(piece.len());
-                spare.copy_from_slice(piece);
-                fb.filled(piece.len(), piece.len());
-                while let Some(f) = fb.next_frame().unwrap() {
-                    frames.push(f);
-                }
-            }
-            assert_eq!(frames, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
-            assert_eq!(fb.pending(), 0);
-        }
+    fn descriptors_travel_beside_the_bytes() {
+        let a = PortableFd::new(pipe_fd());
+        let b = PortableFd::new(pipe_fd());
+        let encoded = encode(&(a.clone(), 5u8, vec![b.clone(), a.clone()])).unwrap();
+        assert_eq!(encoded.fds.len(), 3);
+        let (x, five, v): (PortableFd, u8, Vec<PortableFd>) =
+            decode(&encoded.bytes, encoded.fds).unwrap();
+        assert_eq!(five, 5);
+        assert_eq!(v.len(), 2);
+        // Fresh descriptors, not the numbers of the originals.
+        assert_ne!(x.as_raw_fd(), a.as_raw_fd());
+        assert_ne!(v[0].as_raw_fd(), b.as_raw_fd());
     }
 
     #[test]
-    fn truncated_frame_on_blocking_reader() {
-        let mut stream = frame_header(10).unwrap().to_vec();
-        stream.extend_from_slice(b"short");
-        let mut reader = &stream[..];
-        match read_frame(&mut reader) {
-            Err(FrameError::Codec(e)) => assert_eq!(e.kind(), CodecErrorKind::Truncated),
-            other => panic!("unexpected {other:?}"),
-        }
-        let mut empty = &[][..];
-        assert!(read_frame(&mut empty).unwrap().is_none());
+    fn a_handle_outside_multiproc_is_refused() {
+        let a = PortableFd::new(pipe_fd());
+        let err = encode_record(&a).unwrap_err();
+        assert!(err.to_string().contains("only cross"), "{err}");
+        let encoded = encode(&a).unwrap();
+        let err = decode_record::<PortableFd>(&encoded.bytes).unwrap_err();
+        assert!(err.to_string().contains("did not come with it"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! [`Process`]: a handle on a child process, with Python's lifecycle.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -17,11 +17,12 @@ use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, Bootstrap};
 use crate::child::{self, Report};
-use crate::codec::{self, FrameBuffer};
+use crate::codec::{self, Encoded};
 use crate::context;
 use crate::error::{ChildError, CodecError, Error, ProcessError, Result};
 use crate::registry;
 use crate::sys;
+use crate::transport::{FrameError, FrameReader};
 use crate::worker::Worker;
 
 /// A process that runs a worker: Python's `multiprocessing.Process`.
@@ -95,7 +96,7 @@ struct State {
 
 enum Phase {
     /// Not started; holds the encoded arguments (or why they could not be encoded).
-    Initial(std::result::Result<Vec<u8>, CodecError>),
+    Initial(std::result::Result<Encoded, CodecError>),
     /// Started; `exitcode` is set once the child has been reaped.
     Started {
         child: Arc<Child>,
@@ -116,7 +117,7 @@ struct Child {
 /// What has been read from a child's channel.
 #[derive(Default)]
 struct Reports {
-    frames: FrameBuffer,
+    frames: FrameReader,
     eof: bool,
     report: Option<std::result::Result<Report, CodecError>>,
 }
@@ -449,7 +450,14 @@ impl<R> Process<R> {
         let name = self.name();
         let reports = lock(&child.reports);
         match &reports.report {
-            Some(Ok(Report::Value(bytes))) if code == 0 => Ok(codec::decode(bytes)?),
+            Some(Ok(Report::Value(value))) if code == 0 => {
+                let fds = value
+                    .fds
+                    .iter()
+                    .map(OwnedFd::try_clone)
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok(codec::decode(&value.bytes, fds)?)
+            }
             Some(Ok(Report::Panic {
                 message, location, ..
             })) => Err(ChildError::panicked(name, code, message.clone(), location.clone()).into()),
@@ -479,11 +487,8 @@ impl Child {
         let mut reports = lock(&self.reports);
         let reports = &mut *reports;
         while !reports.eof {
-            let spare = reports.frames.want();
-            let buf = reports.frames.spare(spare);
-            match (&self.channel).read(buf) {
+            match reports.frames.fill(self.channel.as_fd()) {
                 Ok(0) => {
-                    reports.frames.filled(spare, 0);
                     reports.eof = true;
                     if reports.frames.pending() > 0 && reports.report.is_none() {
                         reports.report = Some(Err(CodecError::new(
@@ -495,32 +500,28 @@ impl Child {
                         )));
                     }
                 }
-                Ok(n) => {
-                    reports.frames.filled(spare, n);
-                    loop {
-                        match reports.frames.next_frame() {
-                            Ok(Some(frame)) => {
-                                if reports.report.is_none() {
-                                    reports.report = Some(Report::parse(frame));
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                // A garbled stream: keep the error, stop reading.
-                                reports.report = Some(Err(e));
-                                reports.eof = true;
-                                break;
+                Ok(_) => loop {
+                    match reports.frames.next_frame() {
+                        Ok(Some(frame)) => {
+                            if reports.report.is_none() {
+                                reports.report = Some(Report::parse(frame));
                             }
                         }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // A garbled stream: keep the error, stop reading.
+                            reports.report = Some(Err(e));
+                            reports.eof = true;
+                            break;
+                        }
                     }
-                }
-                Err(e) => {
-                    reports.frames.filled(spare, 0);
-                    match e.kind() {
-                        io::ErrorKind::Interrupted => {}
-                        io::ErrorKind::WouldBlock => break,
-                        _ => reports.eof = true,
-                    }
+                },
+                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(FrameError::Io(_)) => reports.eof = true,
+                Err(FrameError::Codec(e)) => {
+                    reports.report = Some(Err(e));
+                    reports.eof = true;
                 }
             }
         }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::codec;
+use crate::codec::{self, Encoded};
 use crate::error::RegistryError;
+use crate::transport::Frame;
 use crate::worker::Worker;
 
 /// One registered worker. Not public API; used by generated code.
@@ -13,7 +14,7 @@ use crate::worker::Worker;
 #[derive(Debug)]
 pub struct Entry {
     key: &'static str,
-    run: fn(&[u8]) -> Outcome,
+    run: fn(Frame) -> Outcome,
     file: &'static str,
     line: u32,
 }
@@ -30,7 +31,7 @@ impl Entry {
     }
 
     /// Decodes the arguments, runs the worker and encodes what it returned.
-    pub(crate) fn run(&self, args: &[u8]) -> Outcome {
+    pub(crate) fn run(&self, args: Frame) -> Outcome {
         (self.run)(args)
     }
 
@@ -45,19 +46,19 @@ inventory::collect!(Entry);
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// It returned; the encoded value.
-    Value(Vec<u8>),
+    Value(Encoded),
     /// It returned `Err`, or its arguments or result did not cross the boundary.
     Failed(String),
 }
 
-fn run_worker<W: Worker>(args: &[u8]) -> Outcome {
-    let args = match codec::decode::<W::Args>(args) {
+fn run_worker<W: Worker>(args: Frame) -> Outcome {
+    let args = match codec::decode::<W::Args>(&args.bytes, args.fds) {
         Ok(args) => args,
         Err(e) => return Outcome::Failed(format!("cannot decode the arguments: {e}")),
     };
     match W::call(args) {
         Ok(value) => match codec::encode(&value) {
-            Ok(bytes) => Outcome::Value(bytes),
+            Ok(encoded) => Outcome::Value(encoded),
             Err(e) => Outcome::Failed(format!("cannot send the return value: {e}")),
         },
         Err(failure) => Outcome::Failed(failure.into_message()),

@@ -2,15 +2,14 @@
 //! blocking helpers built on them. Each returns `nix::Result` (or `io::Result`) and
 //! retries `EINTR` itself.
 
-use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::signal::Signal;
-use nix::sys::socket::{MsgFlags, sendmsg};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
@@ -83,32 +82,4 @@ pub(crate) fn poll_until(
 pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let now = Some(Instant::now());
     Ok(!poll_until(&[(fd, PollFlags::POLLIN)], now)?[0].is_empty())
-}
-
-/// Sends every byte of `bufs` on a socket, waiting for room when it is non-blocking.
-///
-/// Never raises `SIGPIPE`: a peer that closed its end gives `EPIPE` as an error.
-pub(crate) fn send_all(sock: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<()> {
-    let mut bufs: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
-    let mut first = 0;
-    while first < bufs.len() {
-        let iov: Vec<IoSlice<'_>> = bufs[first..].iter().map(|b| IoSlice::new(b)).collect();
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None) {
-            Ok(mut sent) => {
-                while first < bufs.len() && sent >= bufs[first].len() {
-                    sent -= bufs[first].len();
-                    first += 1;
-                }
-                if sent > 0 {
-                    bufs[first] = &bufs[first][sent..];
-                }
-            }
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                poll_until(&[(sock.as_fd(), PollFlags::POLLOUT)], None)?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,337 @@
+//! Futexes on shared memory, and [`RawLock`]: a lock in shared memory whose holder may
+//! die without wedging the others.
+//!
+//! These are the building blocks of the cross-process queues and locks: they live in a
+//! [`SharedRegion`](crate::shm::SharedRegion), so every futex here is a shared (not
+//! process-private) one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc;
+
+use crate::sys;
+
+/// How a futex wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Woken, or the word no longer held the expected value (also spurious wake-ups:
+    /// callers re-check their condition).
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, until woken or `deadline` (`None`: forever).
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
+    let timeout = match sys::remaining(deadline) {
+        Some(left) if left.is_zero() => return Wait::TimedOut,
+        Some(left) => Some(libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+        }),
+        None => None,
+    };
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; FUTEX_WAIT
+    // only reads it. The timeout pointer is null or points to a live timespec.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            timeout_ptr,
+        )
+    };
+    match Errno::result(res) {
+        Err(Errno::ETIMEDOUT) => Wait::TimedOut,
+        // Woken, value changed (EAGAIN), or a signal (EINTR): the caller re-checks.
+        _ => Wait::Woken,
+    }
+}
+
+/// Wakes up to `count` waiters sleeping on `word`; returns how many were woken.
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
+    let count = i32::try_from(count).unwrap_or(i32::MAX);
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access it.
+    let res = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    u32::try_from(res).unwrap_or(0)
+}
+
+/// This process's id, cached (a getpid call costs more than a whole lock operation).
+pub(crate) fn current_pid() -> u32 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    AT_FORK.call_once(|| {
+        extern "C" fn forget_pid() {
+            PID.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// Whether process `pid` has ended: gone, or a zombie its parent has not reaped yet.
+pub(crate) fn process_is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// Set in a [`RawLock`] word while a process sleeps waiting for it.
+const WAITERS: u32 = 1 << 31;
+/// Spins before sleeping: a hand-off between two busy processes rarely needs a syscall.
+const SPINS: u32 = 100;
+/// How long a waiter sleeps before it checks that the holder still lives: first, then
+/// from then on.
+const FIRST_CHECK: Duration = Duration::from_millis(10);
+const NEXT_CHECKS: Duration = Duration::from_millis(100);
+
+/// How [`RawLock::lock`] got the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Acquired {
+    /// From a holder that released it.
+    Clean,
+    /// From a holder process that died holding it: what it protects may be half
+    /// updated.
+    OwnerDied,
+}
+
+/// A lock word in shared memory: 0 when free, else the holder's process id, with
+/// [`WAITERS`] set while someone sleeps on it.
+///
+/// Uncontended, `lock` and `unlock` are one atomic operation each. A waiter spins a
+/// little, then sleeps on the futex; while it sleeps it checks now and then
+/// (10 ms, then every 100 ms) whether the holder process still lives, and takes the lock
+/// over, reporting [`Acquired::OwnerDied`], if not. Ownership is per process: any
+/// thread of the holding process may unlock it. A lock whose holder died is noticed by
+/// `lock`, not by `try_lock`.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawLock {
+    word: AtomicU32,
+}
+
+impl RawLock {
+    /// Takes the lock if it is free.
+    pub(crate) fn try_lock(&self) -> bool {
+        self.word
+            .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the lock, waiting until `deadline` (`None`: as long as it takes);
+    /// `None` if the deadline passed first.
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let me = current_pid();
+        if self.try_lock() {
+            return Some(Acquired::Clean);
+        }
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if self.word.load(Ordering::Relaxed) == 0
+                && self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(Acquired::Clean);
+            }
+        }
+        let mut check = FIRST_CHECK;
+        loop {
+            let word = self.word.load(Ordering::Relaxed);
+            if word == 0 {
+                // Others may sleep too: keep the flag, so that our unlock wakes one.
+                if self
+                    .word
+                    .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            if word & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(word, word | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let slice_end = Instant::now() + check;
+            let until = match deadline {
+                Some(d) if d < slice_end => d,
+                _ => slice_end,
+            };
+            if wait(&self.word, word | WAITERS, Some(until)) == Wait::Woken {
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            check = NEXT_CHECKS;
+            let holder = self.word.load(Ordering::Relaxed);
+            let pid = holder & !WAITERS;
+            if pid != 0
+                && pid != me
+                && process_is_dead(pid)
+                && self
+                    .word
+                    .compare_exchange(holder, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(Acquired::OwnerDied);
+            }
+        }
+    }
+
+    /// Releases the lock, waking one sleeper if there is one.
+    pub(crate) fn unlock(&self) {
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            wake(&self.word, 1);
+        }
+    }
+
+    /// The process holding the lock, if any.
+    pub(crate) fn holder(&self) -> Option<u32> {
+        Some(self.word.load(Ordering::Relaxed) & !WAITERS).filter(|pid| *pid != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::SharedRegion;
+    use std::sync::Arc;
+
+    /// Runs `f` in a forked child that then ends at once, and reaps it.
+    fn in_forked_child(f: impl FnOnce()) {
+        // SAFETY: the child only runs `f` (atomic operations) and `_exit`s.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                f();
+                // SAFETY: ends the forked child without running the parent's atexit.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+    }
+
+    fn shared_lock() -> (SharedRegion, &'static RawLock) {
+        let region = SharedRegion::new("test-lock", 64).unwrap();
+        // SAFETY: offset 0 is aligned, in bounds; a RawLock is one AtomicU32.
+        let lock: &RawLock = unsafe { region.get(0) };
+        // The region outlives every use in these tests.
+        let lock: &'static RawLock = unsafe { &*(lock as *const RawLock) };
+        (region, lock)
+    }
+
+    #[test]
+    fn lock_and_unlock() {
+        let lock = RawLock::default();
+        assert_eq!(lock.lock(None), Some(Acquired::Clean));
+        assert_eq!(lock.holder(), Some(std::process::id()));
+        assert!(!lock.try_lock());
+        let soon = Some(Instant::now() + Duration::from_millis(30));
+        let start = Instant::now();
+        // Held by this (living) process: the wait times out.
+        let other = std::thread::scope(|s| s.spawn(|| lock.lock(soon)).join().unwrap());
+        assert_eq!(other, None);
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        lock.unlock();
+        assert!(lock.try_lock());
+        lock.unlock();
+        assert_eq!(lock.holder(), None);
+    }
+
+    #[test]
+    fn contended_by_threads() {
+        let lock = Arc::new(RawLock::default());
+        let counter = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (lock, counter) = (lock.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        assert_eq!(lock.lock(None), Some(Acquired::Clean));
+                        // A non-atomic read-modify-write, made safe by the lock.
+                        let v = counter.load(Ordering::Relaxed);
+                        counter.store(v + 1, Ordering::Relaxed);
+                        lock.unlock();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn a_holder_that_died_is_taken_over() {
+        let (_region, lock) = shared_lock();
+        in_forked_child(|| {
+            assert!(lock.try_lock());
+            // Ends holding the lock.
+        });
+        assert!(lock.holder().is_some());
+        assert_ne!(lock.holder(), Some(std::process::id()));
+        let start = Instant::now();
+        assert_eq!(lock.lock(None), Some(Acquired::OwnerDied));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(lock.holder(), Some(std::process::id()));
+        lock.unlock();
+        assert_eq!(lock.lock(None), Some(Acquired::Clean));
+        lock.unlock();
+    }
+
+    #[test]
+    fn a_deadline_still_applies_to_a_dead_holder_check() {
+        let (_region, lock) = shared_lock();
+        in_forked_child(|| assert!(lock.try_lock()));
+        // try_lock does not look at the holder.
+        assert!(!lock.try_lock());
+        let soon = Some(Instant::now() + Duration::from_millis(1));
+        // The first check comes after 10 ms: a 1 ms deadline passes first.
+        assert_eq!(lock.lock(soon), None);
+        assert_eq!(lock.lock(None), Some(Acquired::OwnerDied));
+        lock.unlock();
+    }
+
+    #[test]
+    fn dead_processes_are_recognised() {
+        assert!(!process_is_dead(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie counts as dead.
+        let fd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)).unwrap();
+        crate::sys::poll_until(
+            &[(std::os::fd::AsFd::as_fd(&fd), nix::poll::PollFlags::POLLIN)],
+            None,
+        )
+        .unwrap();
+        assert!(process_is_dead(pid));
+        child.wait().unwrap();
+        assert!(process_is_dead(pid));
+    }
+}

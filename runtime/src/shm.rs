@@ -1,0 +1,172 @@
+//! Shared memory: anonymous regions that every process holding a handle maps.
+//!
+//! A region is a `memfd` (no name in `/dev/shm`, so nothing is left behind whatever
+//! way the processes end), sized once and sealed against resizing, then mapped
+//! `MAP_SHARED`. It crosses to another process as its descriptor (see
+//! [`PortableFd`](crate::codec::PortableFd)); the receiver checks the size and the seals
+//! before mapping it, so a peer cannot make later accesses fault by shrinking it.
+
+use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+use nix::sys::stat::fstat;
+use nix::unistd::ftruncate;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::PortableFd;
+
+/// A mapped region of shared memory, zero-filled when created.
+#[derive(Debug)]
+pub(crate) struct SharedRegion {
+    fd: PortableFd,
+    ptr: NonNull<u8>,
+    len: NonZeroUsize,
+}
+
+// SAFETY: the region is plain memory shared on purpose; every user synchronises its
+// accesses with atomics in the region itself.
+unsafe impl Send for SharedRegion {}
+// SAFETY: as above.
+unsafe impl Sync for SharedRegion {}
+
+const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_SEAL);
+
+impl SharedRegion {
+    /// A new zero-filled region of `len` bytes (at least 1), named `name` for
+    /// `/proc/<pid>/maps`.
+    pub(crate) fn new(name: &str, len: usize) -> std::io::Result<SharedRegion> {
+        let len = NonZeroUsize::new(len).ok_or(std::io::ErrorKind::InvalidInput)?;
+        let cname = std::ffi::CString::new(format!("multiproc:{name}"))
+            .unwrap_or_else(|_| c"multiproc".to_owned());
+        let fd = memfd_create(
+            cname.as_c_str(),
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let size = i64::try_from(len.get()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        ftruncate(&fd, size)?;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(SEALS))?;
+        Self::map(PortableFd::new(fd), len)
+    }
+
+    fn map(fd: PortableFd, len: NonZeroUsize) -> std::io::Result<SharedRegion> {
+        // SAFETY: a fresh shared mapping of a descriptor whose size is at least `len`
+        // and can no longer shrink.
+        let ptr = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd.as_fd(),
+                0,
+            )?
+        };
+        Ok(SharedRegion {
+            fd,
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The start of the region.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    /// A reference to a `T` at `offset`.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must be aligned for `T` and `offset + size_of::<T>()` within the
+    /// region, and `T` must be valid for any bit pattern another process may write
+    /// (atomics and plain integers are).
+    pub(crate) unsafe fn get<T>(&self, offset: usize) -> &T {
+        debug_assert!(offset + std::mem::size_of::<T>() <= self.len());
+        debug_assert_eq!(
+            (self.as_ptr() as usize + offset) % std::mem::align_of::<T>(),
+            0
+        );
+        // SAFETY: the caller guarantees bounds, alignment and validity; the mapping
+        // lives as long as `self`.
+        unsafe { &*self.as_ptr().add(offset).cast::<T>() }
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `map` with this address and length, and no
+        // reference into it outlives `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len.get()) };
+    }
+}
+
+impl Serialize for SharedRegion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.fd, self.len.get() as u64).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedRegion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let (fd, len): (PortableFd, u64) = Deserialize::deserialize(deserializer)?;
+        let len = usize::try_from(len)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| D::Error::custom("a shared region of no size"))?;
+        let size = fstat(fd.as_fd()).map_err(D::Error::custom)?.st_size;
+        if u64::try_from(size).unwrap_or(0) < len.get() as u64 {
+            return Err(D::Error::custom(format!(
+                "a shared region of {size} bytes, not the {len} announced"
+            )));
+        }
+        let seals = fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS).map_err(D::Error::custom)?;
+        if !SealFlag::from_bits_truncate(seals).contains(SealFlag::F_SEAL_SHRINK) {
+            return Err(D::Error::custom("a shared region that can still shrink"));
+        }
+        SharedRegion::map(fd, len).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn a_region_crosses_as_its_descriptor() {
+        let region = SharedRegion::new("test", 4096).unwrap();
+        // SAFETY: offset 0 is aligned and in bounds; AtomicU64 accepts any bits.
+        unsafe { region.get::<AtomicU64>(0) }.store(42, Ordering::SeqCst);
+        let encoded = crate::codec::encode(&region).unwrap();
+        let other: SharedRegion = crate::codec::decode(&encoded.bytes, encoded.fds).unwrap();
+        assert_ne!(other.as_ptr(), region.as_ptr());
+        // SAFETY: as above.
+        let seen = unsafe { other.get::<AtomicU64>(0) };
+        assert_eq!(seen.load(Ordering::SeqCst), 42);
+        seen.store(7, Ordering::SeqCst);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { region.get::<AtomicU64>(0) }.load(Ordering::SeqCst),
+            7
+        );
+    }
+
+    #[test]
+    fn a_region_cannot_be_resized() {
+        let region = SharedRegion::new("test", 4096).unwrap();
+        assert!(ftruncate(region.fd.as_fd(), 0).is_err());
+        assert!(ftruncate(region.fd.as_fd(), 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,416 @@
+//! Frames over a Unix stream socket, with descriptors attached.
+//!
+//! A frame is a 4-byte little-endian length and that many bytes (see `codec`). The
+//! descriptors of a frame travel as `SCM_RIGHTS` with the frame's first bytes. The
+//! kernel delivers them with the `recvmsg` that reads those bytes, and never reads past
+//! a message that carried descriptors in the same call; so the descriptors received by
+//! one read belong to the last frame that starts within the bytes of that read. The
+//! reader keeps them until that frame is taken.
+//!
+//! Nothing here trusts the peer: a length above the limit, descriptors arriving in the
+//! middle of a frame, or descriptors cut off by the kernel are errors, and the buffer
+//! grows only with bytes that really arrived (at most 16 MiB per read).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::PollFlags;
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+use crate::codec::{self, HEADER_LEN, MAX_FDS};
+use crate::error::{CodecError, CodecErrorKind};
+use crate::sys;
+
+/// One message received: its bytes and the descriptors sent with it.
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// A frame that could not be read: the stream failed or its bytes were bad.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Io(io::Error),
+    Codec(CodecError),
+}
+
+impl From<CodecError> for FrameError {
+    fn from(e: CodecError) -> Self {
+        FrameError::Codec(e)
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => e.fmt(f),
+            FrameError::Codec(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<FrameError> for crate::Error {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => crate::Error::Io(e),
+            FrameError::Codec(e) => crate::Error::Codec(e),
+        }
+    }
+}
+
+/// Sends one frame made of `parts` on a Unix stream socket, with `fds` attached, and
+/// waits for room when the socket is non-blocking. Never raises `SIGPIPE`: a peer that
+/// closed its end gives `EPIPE`.
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[OwnedFd],
+) -> Result<(), FrameError> {
+    if fds.len() > MAX_FDS {
+        return Err(CodecError::new(
+            CodecErrorKind::Oversized,
+            format!(
+                "{} descriptors in one message, above the limit of {MAX_FDS}",
+                fds.len()
+            ),
+        )
+        .into());
+    }
+    let len = parts.iter().map(|p| p.len()).sum();
+    let header = codec::frame_header(len)?;
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+    bufs.push(&header);
+    bufs.extend(parts.iter().copied().filter(|p| !p.is_empty()));
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut first = 0;
+    let mut fds_sent = raw.is_empty();
+    while first < bufs.len() {
+        let iov: Vec<IoSlice<'_>> = bufs[first..].iter().map(|b| IoSlice::new(b)).collect();
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if fds_sent { &[] } else { &rights };
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(mut sent) => {
+                fds_sent = true;
+                while first < bufs.len() && sent >= bufs[first].len() {
+                    sent -= bufs[first].len();
+                    first += 1;
+                }
+                if sent > 0 {
+                    bufs[first] = &bufs[first][sent..];
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                sys::poll_until(&[(sock.as_fd(), PollFlags::POLLOUT)], None)?;
+            }
+            Err(e) => return Err(FrameError::Io(e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Collects frames, and the descriptors that came with them, from a socket.
+#[derive(Debug, Default)]
+pub(crate) struct FrameReader {
+    /// Bytes not yet taken; `buf[0]` is the first byte of the next frame.
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    consumed: u64,
+    /// Descriptors received, by the stream offset of the frame they belong to.
+    fds: VecDeque<(u64, Vec<OwnedFd>)>,
+    /// Room for the control messages of one read.
+    cmsg: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Reads once from `sock`, blocking or not as the socket is: the count of bytes
+    /// read, 0 at the end of the stream; `WouldBlock` when a non-blocking socket has
+    /// nothing.
+    pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>) -> Result<usize, FrameError> {
+        let want = self.want();
+        let start = self.buf.len();
+        self.buf.resize(start + want, 0);
+        if self.cmsg.is_empty() {
+            self.cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+        }
+        let result = {
+            let mut iov = [IoSliceMut::new(&mut self.buf[start..])];
+            loop {
+                match recvmsg::<()>(
+                    sock.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut self.cmsg),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                ) {
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => break Err(io::Error::from(e)),
+                    Ok(msg) => {
+                        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+                        let mut fds = Vec::new();
+                        if let Ok(cmsgs) = msg.cmsgs() {
+                            for cmsg in cmsgs {
+                                if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                                    // SAFETY: the kernel just installed these
+                                    // descriptors in this process for us alone.
+                                    fds.extend(
+                                        raw.into_iter()
+                                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                                    );
+                                }
+                            }
+                        }
+                        break Ok((msg.bytes, fds, truncated));
+                    }
+                }
+            }
+        };
+        let (n, fds, truncated) = match result {
+            Ok(read) => read,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(FrameError::Io(e));
+            }
+        };
+        self.buf.truncate(start + n);
+        if truncated {
+            return Err(CodecError::new(
+                CodecErrorKind::Oversized,
+                "descriptors were cut off: more than one message can carry",
+            )
+            .into());
+        }
+        if !fds.is_empty() {
+            self.attach(start, fds)?;
+        }
+        Ok(n)
+    }
+
+    /// Files `fds`, received with the bytes from `buf[from..]`, under the last frame
+    /// that starts within those bytes.
+    fn attach(&mut self, from: usize, fds: Vec<OwnedFd>) -> Result<(), CodecError> {
+        let mut pos = 0usize;
+        let mut last = None;
+        while pos < self.buf.len() {
+            last = Some(pos);
+            let Some(header) = self.buf.get(pos..pos + HEADER_LEN) else {
+                break;
+            };
+            let mut len = [0u8; HEADER_LEN];
+            len.copy_from_slice(header);
+            pos = pos + HEADER_LEN + codec::parse_header(len)?;
+        }
+        match last {
+            Some(start) if start >= from => {
+                self.fds.push_back((self.consumed + start as u64, fds));
+                Ok(())
+            }
+            _ => Err(CodecError::new(
+                CodecErrorKind::Decode,
+                "descriptors arrived in the middle of a message",
+            )),
+        }
+    }
+
+    /// How many bytes to read next: the rest of the frame in progress, at least a page
+    /// and at most 16 MiB.
+    fn want(&self) -> usize {
+        let needed = match self.buf.first_chunk::<HEADER_LEN>() {
+            Some(header) => {
+                (u32::from_le_bytes(*header) as usize + HEADER_LEN).saturating_sub(self.buf.len())
+            }
+            None => 0,
+        };
+        needed.clamp(4096, 16 << 20)
+    }
+
+    /// Takes the next whole frame, if one has arrived.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, CodecError> {
+        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let len = codec::parse_header(*header)?;
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(HEADER_LEN + len);
+        let mut bytes = std::mem::replace(&mut self.buf, rest);
+        bytes.drain(..HEADER_LEN);
+        let start = self.consumed;
+        self.consumed += (HEADER_LEN + len) as u64;
+        let fds = match self.fds.front() {
+            Some((at, _)) if *at == start => self.fds.pop_front().map(|(_, fds)| fds),
+            _ => None,
+        };
+        Ok(Some(Frame {
+            bytes,
+            fds: fds.unwrap_or_default(),
+        }))
+    }
+
+    /// Bytes of an unfinished frame still held: non-zero at the end of the stream means
+    /// the last frame was cut short.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Reads until a whole frame has arrived (from a blocking socket, or waiting on a
+    /// non-blocking one until `deadline`). `Ok(None)` at a clean end of the stream.
+    pub(crate) fn read_frame(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if let Some(frame) = self.next_frame()? {
+                return Ok(Some(frame));
+            }
+            match self.fill(sock) {
+                Ok(0) if self.pending() == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(CodecError::new(
+                        CodecErrorKind::Truncated,
+                        format!("the stream ended {} bytes into a frame", self.pending()),
+                    )
+                    .into());
+                }
+                Ok(_) => {}
+                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = sys::poll_until(&[(sock, PollFlags::POLLIN)], deadline)?;
+                    if ready[0].is_empty() {
+                        return Err(FrameError::Io(io::ErrorKind::TimedOut.into()));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn pipe_fd() -> OwnedFd {
+        nix::unistd::pipe().unwrap().0
+    }
+
+    #[test]
+    fn frames_and_descriptors_round_trip() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send_frame(a.as_fd(), &[b"one"], &[]).unwrap();
+        send_frame(a.as_fd(), &[b"tw", b"o"], &[pipe_fd(), pipe_fd()]).unwrap();
+        send_frame(a.as_fd(), &[], &[]).unwrap();
+        send_frame(a.as_fd(), &[b"four"], &[pipe_fd()]).unwrap();
+        drop(a);
+        let mut reader = FrameReader::default();
+        let mut got = Vec::new();
+        while let Some(frame) = reader.read_frame(b.as_fd(), None).unwrap() {
+            got.push((frame.bytes, frame.fds.len()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (b"one".to_vec(), 0),
+                (b"two".to_vec(), 2),
+                (Vec::new(), 0),
+                (b"four".to_vec(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_large_frame_arrives_whole() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let expected = big.clone();
+        let writer = std::thread::spawn(move || {
+            send_frame(a.as_fd(), &[&big], &[pipe_fd()]).unwrap();
+        });
+        let frame = FrameReader::default()
+            .read_frame(b.as_fd(), None)
+            .unwrap()
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(frame.bytes, expected);
+        assert_eq!(frame.fds.len(), 1);
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_errors() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&10u32.to_le_bytes()).unwrap();
+        a.write_all(b"short").unwrap();
+        drop(a);
+        match FrameReader::default().read_frame(b.as_fd(), None) {
+            Err(FrameError::Codec(e)) => assert_eq!(e.kind(), CodecErrorKind::Truncated),
+            other => panic!("unexpected {other:?}"),
+        }
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        match FrameReader::default().read_frame(b.as_fd(), None) {
+            Err(FrameError::Codec(e)) => assert_eq!(e.kind(), CodecErrorKind::Oversized),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn descriptors_in_the_middle_of_a_frame_are_an_error() {
+        let (a, b) = UnixStream::pair().unwrap();
+        // A header announcing 8 bytes, then 4 of them with a descriptor attached.
+        let fd = pipe_fd();
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(&8u32.to_le_bytes())],
+            &[],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut reader = FrameReader::default();
+        reader.fill(b.as_fd()).unwrap();
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"abcd")],
+            &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        match reader.fill(b.as_fd()) {
+            Err(FrameError::Codec(e)) => assert!(e.to_string().contains("middle"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nonblocking_reads_resume() {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut reader = FrameReader::default();
+        match reader.fill(b.as_fd()) {
+            Err(FrameError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            other => panic!("unexpected {other:?}"),
+        }
+        send_frame(a.as_fd(), &[b"late"], &[]).unwrap();
+        let frame = reader
+            .read_frame(
+                b.as_fd(),
+                Some(sys::deadline_after(std::time::Duration::from_secs(10))),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.bytes, b"late");
+    }
+}
