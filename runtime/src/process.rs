@@ -74,6 +74,14 @@ use crate::worker::Worker;
 /// kills itself: children never outlive their parent as orphans. A finished child is
 /// reaped by whichever of `join`, `exitcode`, `is_alive` or `active_children` first sees
 /// it end, so no zombie is left; the pid is then never signalled again.
+///
+/// In the child, [`std::env::args`] are the selector arguments
+/// (`--multiproc-child <worker> fd=<n>`), not the parent's: give the worker what it
+/// needs as its arguments. A program built with `panic = "abort"` still prints the
+/// `Process <name>:` report of a panicking worker, but the child then ends with
+/// `SIGABRT` (exit code `-6`) instead of 1. A child's output goes straight to the
+/// inherited descriptors, so `cargo test` does not capture it. Unlike Python, a child
+/// does not wait for threads its worker started: they end with the process.
 pub struct Process<R = ()> {
     shared: Arc<Shared>,
     _output: PhantomData<fn() -> R>,
