@@ -1,0 +1,117 @@
+//! Bounded, adaptive spinning before a blocking wait.
+//!
+//! Waking a process that sleeps costs tens of microseconds when it runs on another CPU
+//! (a futex or socket wake-up, then a reschedule), while a process that busy-checks a
+//! word in shared memory sees a change in a fraction of a microsecond. So a waiter
+//! first checks for a while, then sleeps. The while adapts: it doubles when the wait
+//! ended during the spin and halves when the waiter had to sleep anyway, between
+//! [`MIN_SPIN`] and [`MAX_SPIN`]. An idle waiter therefore spins a couple of
+//! microseconds and then costs nothing.
+//!
+//! The first checks only pause the CPU; later ones yield it (`sched_yield`), so that a
+//! peer that shares this CPU gets to run and answer instead of waiting for the end of
+//! our time slice.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The shortest spin, in nanoseconds.
+const MIN_SPIN: u32 = 2_000;
+/// The longest spin, in nanoseconds.
+const MAX_SPIN: u32 = 100_000;
+/// Where a new handle starts.
+const START_SPIN: u32 = 20_000;
+/// Checks made with only `pause` between them before yielding.
+const PAUSE_ROUNDS: u32 = 16;
+const PAUSES_PER_ROUND: u32 = 4;
+
+/// The adaptive spin limit of one handle in one process.
+#[derive(Debug)]
+pub(crate) struct Spinner {
+    limit_ns: AtomicU32,
+}
+
+impl Default for Spinner {
+    fn default() -> Self {
+        Spinner {
+            limit_ns: AtomicU32::new(START_SPIN),
+        }
+    }
+}
+
+impl Spinner {
+    /// Checks `ready` until it holds (`true`), the spin limit passes or `deadline` does
+    /// (`false`).
+    pub(crate) fn spin(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        let limit = self
+            .limit_ns
+            .load(Ordering::Relaxed)
+            .clamp(MIN_SPIN, MAX_SPIN);
+        let start = Instant::now();
+        let end = start + Duration::from_nanos(u64::from(limit));
+        let end = match deadline {
+            Some(d) if d < end => d,
+            _ => end,
+        };
+        let mut round = 0u32;
+        loop {
+            if round < PAUSE_ROUNDS {
+                for _ in 0..PAUSES_PER_ROUND {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+            round += 1;
+            if ready() {
+                let grown = limit.saturating_mul(2).min(MAX_SPIN);
+                self.limit_ns.store(grown, Ordering::Relaxed);
+                return true;
+            }
+            if (round < PAUSE_ROUNDS && round % 4 != 0) || Instant::now() < end {
+                continue;
+            }
+            if deadline.is_none_or(|d| d > end) {
+                // The spin limit, not the caller's deadline, ended it.
+                self.limit_ns
+                    .store((limit / 2).max(MIN_SPIN), Ordering::Relaxed);
+            }
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gives_up_and_adapts() {
+        let s = Spinner::default();
+        let start = Instant::now();
+        assert!(!s.spin(None, || false));
+        assert!(start.elapsed() >= Duration::from_nanos(u64::from(START_SPIN)));
+        assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN / 2);
+        let mut n = 0;
+        assert!(s.spin(None, || {
+            n += 1;
+            n > 3
+        }));
+        assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN);
+        for _ in 0..20 {
+            s.spin(None, || false);
+        }
+        assert_eq!(s.limit_ns.load(Ordering::Relaxed), MIN_SPIN);
+    }
+
+    #[test]
+    fn respects_a_deadline() {
+        let s = Spinner::default();
+        assert!(!s.spin(Some(Instant::now()), || false));
+        // A deadline that ends the spin early does not shrink the limit.
+        assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN);
+    }
+}
