@@ -20,16 +20,16 @@ mod bootstrap;
 mod child;
 mod codec;
 mod context;
+mod courier;
 mod error;
-// The shared-memory building blocks of the queues and locks (issues 3 and 4), which
-// are not all in use yet.
-#[allow(dead_code)]
 mod futex;
 mod logging;
 mod process;
+mod queue;
 mod registry;
-#[allow(dead_code)]
+mod ring;
 mod shm;
+mod spin;
 mod sys;
 mod transport;
 mod wait;
@@ -48,9 +48,14 @@ pub use context::{
     parent_process,
 };
 pub use error::{
-    ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError, Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
+    Result,
 };
 pub use logging::log_to_stderr;
 pub use process::{Process, Sentinel, active_children};
+pub use queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
+    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+};
 pub use wait::{Waitable, wait};
 pub use worker::{Failure, Run, RunResult, Worker};
