@@ -40,7 +40,9 @@
 //! Descriptor batches of a producer that died before publishing are discarded by
 //! consumers; an item whose batch was taken by a consumer that died before freeing its
 //! record is skipped (it was being received by that consumer). A sleeper is woken by
-//! anyone's progress, never by one chosen process that could die first.
+//! anyone's progress, never by one chosen process that could die first; and since a
+//! process may die between publishing a change and waking the sleepers, every blocking
+//! sleep also ends after [`RECHECK`] (a second) to look again.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -133,6 +135,17 @@ struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
+
+/// The longest a blocked operation sleeps before it looks at the queue again: the
+/// process that should wake it may have died between publishing its change and the
+/// wake-up call.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The end of the next sleep of a wait that ends at `deadline`.
+fn nap_until(deadline: Option<Instant>) -> Option<Instant> {
+    let nap = Instant::now() + RECHECK;
+    Some(deadline.map_or(nap, |d| d.min(nap)))
+}
 
 /// How long an operation may wait.
 #[derive(Debug, Clone, Copy)]
@@ -472,7 +485,7 @@ impl RawQueue {
         let outcome = if self.has_room(need) || self.is_closed() {
             futex::Wait::Woken
         } else {
-            futex::wait(&wake.not_full, seen, deadline)
+            futex::wait(&wake.not_full, seen, nap_until(deadline))
         };
         wake.not_full_waiters.fetch_sub(1, Ordering::SeqCst);
         outcome == futex::Wait::Woken || deadline.is_none_or(|d| Instant::now() < d)
@@ -602,7 +615,7 @@ impl RawQueue {
         let outcome = if self.has_items() || self.is_closed() {
             futex::Wait::Woken
         } else {
-            futex::wait(&wake.not_empty, seen, deadline)
+            futex::wait(&wake.not_empty, seen, nap_until(deadline))
         };
         wake.not_empty_waiters.fetch_sub(1, Ordering::SeqCst);
         outcome == futex::Wait::Woken || deadline.is_none_or(|d| Instant::now() < d)
@@ -667,7 +680,7 @@ impl RawQueue {
     }
 
     pub(crate) fn recheck_after() -> Duration {
-        Duration::from_secs(1)
+        RECHECK
     }
 
     // --- join ---
@@ -722,7 +735,7 @@ impl RawQueue {
             join.waiters.fetch_add(1, Ordering::SeqCst);
             let seen = join.seq.load(Ordering::SeqCst);
             if self.unfinished() != 0 {
-                futex::wait(&join.seq, seen, deadline);
+                futex::wait(&join.seq, seen, nap_until(deadline));
             }
             join.waiters.fetch_sub(1, Ordering::SeqCst);
         }
@@ -845,4 +858,36 @@ pub(crate) fn type_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleeper_finds_an_item_whose_producer_never_woke_it() {
+        let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
+        std::thread::scope(|s| {
+            let getter = s.spawn(|| {
+                let mut out = Vec::new();
+                q.get(&mut out, Patience::Until(None)).unwrap();
+                out
+            });
+            // Let the getter go to sleep, then publish as a producer that dies before
+            // its wake-up call would: no wake.
+            while q.header().wake.not_empty_waiters.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let held = lock(&q.header().ring.tx.lock, Patience::None, "producer").unwrap();
+            let need = ring::record_bytes(3).unwrap();
+            assert!(matches!(
+                q.try_write(INLINE, b"abc", need, &[]),
+                Ok(Written::Yes)
+            ));
+            drop(held);
+            let start = Instant::now();
+            assert_eq!(getter.join().unwrap(), b"abc");
+            assert!(start.elapsed() < RECHECK * 3);
+        });
+    }
 }
