@@ -412,6 +412,9 @@ pub enum ChannelError {
         /// The most the receiver accepted.
         max: usize,
     },
+    /// A message longer than the buffer given to receive it; holds the message
+    /// (Python's `BufferTooShort`).
+    BufferTooShort(Vec<u8>),
     /// An argument out of range, with Python's message (`"buffer length < offset"`).
     InvalidArgument(&'static str),
     /// A connection that lost its place in the stream at an earlier error (a garbled or
@@ -438,6 +441,11 @@ impl fmt::Display for ChannelError {
             ChannelError::BadMessageLength { len, max } => write!(
                 f,
                 "bad message length: {len} bytes, above the limit of {max}"
+            ),
+            ChannelError::BufferTooShort(message) => write!(
+                f,
+                "buffer too short for a message of {} bytes",
+                message.len()
             ),
             ChannelError::InvalidArgument(message) => f.write_str(message),
             ChannelError::Broken(first) => write!(

@@ -19,6 +19,7 @@
 mod bootstrap;
 mod child;
 mod codec;
+mod connection;
 mod context;
 mod courier;
 mod error;
@@ -43,6 +44,7 @@ pub mod __private {
 mod private;
 
 pub use codec::MAX_MESSAGE_LEN;
+pub use connection::{Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError};
 pub use context::{
     CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
     parent_process,

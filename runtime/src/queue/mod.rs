@@ -28,13 +28,13 @@ use crate::wait::{Waitable, Watch};
 const KEEP_SCRATCH: usize = 8 << 20;
 
 thread_local! {
-    static PUT_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static GET_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static PUT_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static GET_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer, emptied (or a fresh one if the scratch
 /// is in use further up this thread's stack).
-fn with_scratch<R>(
+pub(crate) fn with_scratch<R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
     f: impl FnOnce(&mut Vec<u8>) -> R,
 ) -> R {
