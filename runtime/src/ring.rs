@@ -36,6 +36,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::futex::RawLock;
+use crate::spin::cpu_tag;
 
 /// Bytes in a record header.
 pub(crate) const RECORD_HEADER: u32 = 16;
@@ -62,7 +63,9 @@ impl<T> std::ops::Deref for Line<T> {
 #[derive(Debug, Default)]
 pub(crate) struct TxSide {
     pub(crate) lock: RawLock,
-    _pad: AtomicU32,
+    /// The CPU the last producer ran on ([`cpu_tag`]), for a consumer deciding how to
+    /// spin.
+    pub(crate) cpu: AtomicU32,
     /// The producer's word: `count << 32 | position` after the last published record.
     pub(crate) tail: AtomicU64,
     /// The last `head` a producer saw: a lower bound of the real one, so that a
@@ -75,7 +78,8 @@ pub(crate) struct TxSide {
 #[derive(Debug, Default)]
 pub(crate) struct RxSide {
     pub(crate) lock: RawLock,
-    _pad: AtomicU32,
+    /// The CPU the last consumer ran on ([`cpu_tag`]).
+    pub(crate) cpu: AtomicU32,
     /// The consumer's word: `count << 32 | position` after the last consumed record.
     pub(crate) head: AtomicU64,
     /// The last `tail` a consumer saw (a lower bound of the real one).
@@ -219,6 +223,7 @@ impl<'a> Ring<'a> {
     /// load of a waiter count is ordered after it).
     pub(crate) fn publish(&self, tail: Word) {
         self.ctl.tx.tail.swap(tail.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.tx.cpu);
     }
 
     fn copy_in(&self, pos: u32, bytes: &[u8]) {
@@ -309,6 +314,7 @@ impl<'a> Ring<'a> {
     /// Frees the records up to `head` (a full barrier, as `publish`).
     pub(crate) fn release(&self, head: Word) {
         self.ctl.rx.head.swap(head.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.rx.cpu);
     }
 
     fn copy_out(&self, pos: u32, out: &mut [u8]) {
@@ -321,6 +327,14 @@ impl<'a> Ring<'a> {
             std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), first);
             std::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr().add(first), len - first);
         }
+    }
+}
+
+/// Records this thread's CPU in `slot` (a line the caller has just written anyway).
+fn note_cpu(slot: &AtomicU32) {
+    let tag = cpu_tag();
+    if slot.load(Ordering::Relaxed) != tag {
+        slot.store(tag, Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,9 @@
 //!
 //! The first checks only pause the CPU; later ones yield it (`sched_yield`), so that a
 //! peer that shares this CPU gets to run and answer instead of waiting for the end of
-//! our time slice.
+//! our time slice. Each side of a ring records the CPU it last ran on beside its word
+//! ([`cpu_tag`]); a waiter that finds the party it waits for on its own CPU yields from
+//! the start, since pausing cannot help that party run.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +44,13 @@ impl Default for Spinner {
 impl Spinner {
     /// Checks `ready` until it holds (`true`), the spin limit passes or `deadline` does
     /// (`false`).
-    pub(crate) fn spin(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+    /// `peer` is the [`cpu_tag`] the party waited for left (0: unknown).
+    pub(crate) fn spin(
+        &self,
+        deadline: Option<Instant>,
+        peer: u32,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         if ready() {
             return true;
         }
@@ -56,9 +64,11 @@ impl Spinner {
             Some(d) if d < end => d,
             _ => end,
         };
+        let shares_cpu = peer != 0 && peer == cpu_tag();
+        let pause_rounds = if shares_cpu { 0 } else { PAUSE_ROUNDS };
         let mut round = 0u32;
         loop {
-            if round < PAUSE_ROUNDS {
+            if round < pause_rounds {
                 for _ in 0..PAUSES_PER_ROUND {
                     std::hint::spin_loop();
                 }
@@ -71,7 +81,7 @@ impl Spinner {
                 self.limit_ns.store(grown, Ordering::Relaxed);
                 return true;
             }
-            if (round < PAUSE_ROUNDS && round % 4 != 0) || Instant::now() < end {
+            if (round < pause_rounds && round % 4 != 0) || Instant::now() < end {
                 continue;
             }
             if deadline.is_none_or(|d| d > end) {
@@ -84,6 +94,14 @@ impl Spinner {
     }
 }
 
+/// The CPU this thread runs on, plus one; 0 if unknown. A few nanoseconds (glibc
+/// reads it from the thread's `rseq` area).
+pub(crate) fn cpu_tag() -> u32 {
+    // SAFETY: sched_getcpu takes no argument and only reads the CPU number.
+    let cpu = unsafe { nix::libc::sched_getcpu() };
+    u32::try_from(cpu).map_or(0, |c| c.wrapping_add(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,17 +110,17 @@ mod tests {
     fn gives_up_and_adapts() {
         let s = Spinner::default();
         let start = Instant::now();
-        assert!(!s.spin(None, || false));
+        assert!(!s.spin(None, 0, || false));
         assert!(start.elapsed() >= Duration::from_nanos(u64::from(START_SPIN)));
         assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN / 2);
         let mut n = 0;
-        assert!(s.spin(None, || {
+        assert!(s.spin(None, 0, || {
             n += 1;
             n > 3
         }));
         assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN);
         for _ in 0..20 {
-            s.spin(None, || false);
+            s.spin(None, 0, || false);
         }
         assert_eq!(s.limit_ns.load(Ordering::Relaxed), MIN_SPIN);
     }
@@ -110,7 +128,7 @@ mod tests {
     #[test]
     fn respects_a_deadline() {
         let s = Spinner::default();
-        assert!(!s.spin(Some(Instant::now()), || false));
+        assert!(!s.spin(Some(Instant::now()), 0, || false));
         // A deadline that ends the spin early does not shrink the limit.
         assert_eq!(s.limit_ns.load(Ordering::Relaxed), START_SPIN);
     }

@@ -911,7 +911,8 @@ impl Inner {
     ) -> std::result::Result<bool, RecvFail> {
         let ctl = &self.header().dirs[dir].ring;
         let moved = || Word(ctl.tx.tail.load(Ordering::Acquire)) != seen;
-        if self.spin.spin(deadline, moved) {
+        let sender_cpu = ctl.tx.cpu.load(Ordering::Relaxed);
+        if self.spin.spin(deadline, sender_cpu, moved) {
             return Ok(false);
         }
         let wake = &self.header().dirs[dir].wake;

@@ -473,10 +473,10 @@ impl RawQueue {
     }
 
     fn wait_for_room(&self, need: u32, deadline: Option<Instant>) -> bool {
-        if self
-            .spin
-            .spin(deadline, || self.has_room(need) || self.is_closed())
-        {
+        let consumer_cpu = self.header().ring.rx.cpu.load(Ordering::Relaxed);
+        if self.spin.spin(deadline, consumer_cpu, || {
+            self.has_room(need) || self.is_closed()
+        }) {
             return true;
         }
         let wake = &self.header().wake;
@@ -603,10 +603,10 @@ impl RawQueue {
     }
 
     fn wait_for_items(&self, deadline: Option<Instant>) -> bool {
-        if self
-            .spin
-            .spin(deadline, || self.has_items() || self.is_closed())
-        {
+        let producer_cpu = self.header().ring.tx.cpu.load(Ordering::Relaxed);
+        if self.spin.spin(deadline, producer_cpu, || {
+            self.has_items() || self.is_closed()
+        }) {
             return true;
         }
         let wake = &self.header().wake;
