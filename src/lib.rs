@@ -145,7 +145,8 @@ struct ReadmeDoctests;
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Process, Run, Worker, active_children, cpu_count, current_process, log_to_stderr,
-        parent_process, process, wait, worker,
+        Connection, JoinableQueue, Pipe, Process, Queue, Run, SimpleQueue, Waitable, Worker,
+        active_children, cpu_count, current_process, log_to_stderr, parent_process, process, wait,
+        worker,
     };
 }
