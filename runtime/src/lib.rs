@@ -6,7 +6,8 @@
 //! What lives here: [`Process`] and its lifecycle, the bootstrap that re-executes the
 //! program as a child and dispatches to the registered worker before `main`, the
 //! process context ([`current_process`], [`parent_process`], [`active_children`]),
-//! [`log_to_stderr`], and [`wait`].
+//! [`log_to_stderr`], the queues ([`Queue`], [`JoinableQueue`], [`SimpleQueue`]) and
+//! pipes ([`Pipe`], [`Connection`]) that cross processes, and [`wait`].
 
 #![warn(
     missing_docs,
