@@ -207,7 +207,12 @@ impl<T> Pipe<T> {
 /// # Caveats
 ///
 /// - Each end is meant to be used by one process at a time, as in Python: two
-///   processes receiving on the same end at once each get some of the messages.
+///   processes receiving on the same end at once each get some of the messages, and a
+///   process killed in the middle of receiving a large message on an end that another
+///   process keeps using leaves that end unreadable (an error, not a hang).
+/// - A copy of an end that was encoded but never received (a message dropped unread, a
+///   process that was never started) still counts as open in shared memory, so the
+///   other end's `send` notices the close only through the socket, as after a kill.
 /// - A peer killed without closing its end is noticed by `recv` at once (the socket
 ///   closes), but `send` may succeed while the shared buffer has room (the count of
 ///   live handles in shared memory cannot see a kill); it fails once the buffer is half
@@ -381,10 +386,12 @@ impl<T> Serialize for Connection<T> {
                  process",
             ));
         }
+        let ok =
+            (&self.inner.region, &self.inner.socket, self.inner.end as u8).serialize(serializer)?;
         // The copy in flight counts as a handle of this end until it is received, so
         // that dropping this one does not look like closing the end.
         self.inner.info().holders[self.inner.end].fetch_add(1, Ordering::SeqCst);
-        (&self.inner.region, &self.inner.socket, self.inner.end as u8).serialize(serializer)
+        Ok(ok)
     }
 }
 

@@ -311,6 +311,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `item` if there is room right now; `Full` otherwise.
+    ///
+    /// It does not wait for room, but may wait for another producer's `put` in
+    /// progress (the producer lock is held only while an item is copied in).
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
         match self.put_with(&item, Patience::None) {
             Ok(()) => Ok(()),
@@ -357,7 +360,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Takes the item at the front if there is one right now; `Empty` otherwise.
+    /// Takes the item at the front if there is one right now; `Empty` otherwise. Like
+    /// [`try_put`](Self::try_put), it may wait for another consumer's `get` in
+    /// progress.
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
         match self.get_with(Patience::None) {
             Ok(item) => Ok(item),
