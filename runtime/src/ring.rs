@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! A ring is two words in a control block ([`RingControl`]) and a power-of-two data
-//! area. The producer's word (`tail`) and the consumer's word (`head`) each pack a
+//! area. The producer's word (`tail`) and the consumer's word (`head`), each on a cache
+//! line apart from the side's lock, each pack a
 //! 32-bit byte position and a 32-bit counter: `counter << 32 | position`. Positions and
 //! counters only grow (wrapping at 2^32); the data offset of a position is
 //! `position & (size - 1)`. A single store of a word publishes both a new position and
@@ -58,40 +59,40 @@ impl<T> std::ops::Deref for Line<T> {
     }
 }
 
-/// The producer's side of a ring.
+/// What only one side of a ring touches: its lock, and its last view of the other
+/// side's word (a lower bound of the real one, so that it reads the other side's line
+/// only when its view says it must). On a line of its own, so that the other side's
+/// reads never pull it away while the lock is taken and released.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct TxSide {
+pub(crate) struct Side {
     pub(crate) lock: RawLock,
-    /// The CPU the last producer ran on ([`cpu_tag`]), for a consumer deciding how to
-    /// spin.
-    pub(crate) cpu: AtomicU32,
-    /// The producer's word: `count << 32 | position` after the last published record.
-    pub(crate) tail: AtomicU64,
-    /// The last `head` a producer saw: a lower bound of the real one, so that a
-    /// producer reads the consumer's line only when the ring looks full.
-    pub(crate) head_seen: AtomicU64,
+    _pad: AtomicU32,
+    pub(crate) seen: AtomicU64,
 }
 
-/// The consumer's side of a ring.
+/// What one side publishes for the other: its word, and the CPU it last ran on
+/// ([`cpu_tag`]), for a waiter deciding how to spin.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RxSide {
-    pub(crate) lock: RawLock,
-    /// The CPU the last consumer ran on ([`cpu_tag`]).
+pub(crate) struct Published {
+    /// `count << 32 | position`.
+    pub(crate) word: AtomicU64,
     pub(crate) cpu: AtomicU32,
-    /// The consumer's word: `count << 32 | position` after the last consumed record.
-    pub(crate) head: AtomicU64,
-    /// The last `tail` a consumer saw (a lower bound of the real one).
-    pub(crate) tail_seen: AtomicU64,
 }
 
-/// The control block of one ring: the producer's line and the consumer's line.
+/// The control block of one ring: each side's private line and published line.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RingControl {
-    pub(crate) tx: Line<TxSide>,
-    pub(crate) rx: Line<RxSide>,
+    /// The producers' lock and their last view of `head`.
+    pub(crate) tx: Line<Side>,
+    /// The producers' word.
+    pub(crate) tail: Line<Published>,
+    /// The consumers' lock and their last view of `tail`.
+    pub(crate) rx: Line<Side>,
+    /// The consumers' word.
+    pub(crate) head: Line<Published>,
 }
 
 /// A word of a ring: a byte position and a count, packed.
@@ -191,15 +192,15 @@ impl<'a> Ring<'a> {
     /// The free bytes for a producer at `tail`, reading the consumer's `head` only if
     /// the last one seen leaves less than `wanted`.
     pub(crate) fn free(&self, tail: Word, wanted: u32) -> Result<u32, Corrupt> {
-        let seen = Word(self.ctl.tx.head_seen.load(Ordering::Relaxed));
+        let seen = Word(self.ctl.tx.seen.load(Ordering::Relaxed));
         if let Ok(used) = self.used(seen, tail) {
             let free = self.size - used;
             if free >= wanted {
                 return Ok(free);
             }
         }
-        let head = Word(self.ctl.rx.head.load(Ordering::Acquire));
-        self.ctl.tx.head_seen.store(head.0, Ordering::Relaxed);
+        let head = Word(self.ctl.head.word.load(Ordering::Acquire));
+        self.ctl.tx.seen.store(head.0, Ordering::Relaxed);
         Ok(self.size - self.used(head, tail)?)
     }
 
@@ -222,8 +223,8 @@ impl<'a> Ring<'a> {
     /// Publishes records written up to `tail` (a full barrier, so that a following
     /// load of a waiter count is ordered after it).
     pub(crate) fn publish(&self, tail: Word) {
-        self.ctl.tx.tail.swap(tail.0, Ordering::SeqCst);
-        note_cpu(&self.ctl.tx.cpu);
+        self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.tail.cpu);
     }
 
     fn copy_in(&self, pos: u32, bytes: &[u8]) {
@@ -250,7 +251,7 @@ impl<'a> Ring<'a> {
     /// The producer's word, reading the producer's line only if the last one seen
     /// shows nothing past `head`.
     pub(crate) fn tail(&self, head: Word) -> Word {
-        let seen = Word(self.ctl.rx.tail_seen.load(Ordering::Relaxed));
+        let seen = Word(self.ctl.rx.seen.load(Ordering::Relaxed));
         if seen.pos() != head.pos() && self.used(head, seen).is_ok() {
             return seen;
         }
@@ -259,8 +260,8 @@ impl<'a> Ring<'a> {
 
     /// The producer's word, read from its line.
     pub(crate) fn fresh_tail(&self) -> Word {
-        let tail = Word(self.ctl.tx.tail.load(Ordering::Acquire));
-        self.ctl.rx.tail_seen.store(tail.0, Ordering::Relaxed);
+        let tail = Word(self.ctl.tail.word.load(Ordering::Acquire));
+        self.ctl.rx.seen.store(tail.0, Ordering::Relaxed);
         tail
     }
 
@@ -313,8 +314,8 @@ impl<'a> Ring<'a> {
 
     /// Frees the records up to `head` (a full barrier, as `publish`).
     pub(crate) fn release(&self, head: Word) {
-        self.ctl.rx.head.swap(head.0, Ordering::SeqCst);
-        note_cpu(&self.ctl.rx.cpu);
+        self.ctl.head.word.swap(head.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.head.cpu);
     }
 
     fn copy_out(&self, pos: u32, out: &mut [u8]) {
@@ -373,7 +374,7 @@ mod tests {
     }
 
     fn push(ring: &Ring<'_>, payload: &[u8]) -> bool {
-        let tail = Word(ring.ctl.tx.tail.load(Ordering::Relaxed));
+        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
         let need = record_bytes(payload.len()).unwrap();
         if ring.free(tail, need).unwrap() < need {
             return false;
@@ -384,7 +385,7 @@ mod tests {
     }
 
     fn pop(ring: &Ring<'_>) -> Option<Vec<u8>> {
-        let head = Word(ring.ctl.rx.head.load(Ordering::Relaxed));
+        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
         let tail = ring.tail(head);
         let header = ring.header(head, tail, |k| k == 1).unwrap()?;
         assert_eq!(header.seq, 7);
@@ -410,8 +411,8 @@ mod tests {
             assert_eq!(Some(got), expected.pop_front());
         }
         assert!(expected.is_empty());
-        let head = Word(ring.ctl.rx.head.load(Ordering::Relaxed));
-        let tail = Word(ring.ctl.tx.tail.load(Ordering::Relaxed));
+        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
+        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
         assert_eq!(Ring::items(head, tail), 0);
         assert_eq!(tail.count(), 10_000);
     }

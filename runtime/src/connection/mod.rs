@@ -660,7 +660,7 @@ impl Inner {
         if self.info().holders[peer].load(Ordering::Relaxed) == 0 {
             return Err(SendFail::Disconnected);
         }
-        let tail = Word(ctl.tx.tail.load(Ordering::Relaxed));
+        let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
         let seq = tail.count();
         let need = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
         let free = match need {
@@ -777,7 +777,7 @@ impl Inner {
     ) -> std::result::Result<Attempt, RecvFail> {
         let ring = self.ring(dir);
         let ctl = &self.header().dirs[dir].ring;
-        let head = Word(ctl.rx.head.load(Ordering::Relaxed));
+        let head = Word(ctl.head.word.load(Ordering::Relaxed));
         let next = head.count();
         if rx.reader.pending() == 0 {
             let tail = ring.tail(head);
@@ -917,8 +917,8 @@ impl Inner {
         deadline: Option<Instant>,
     ) -> std::result::Result<bool, RecvFail> {
         let ctl = &self.header().dirs[dir].ring;
-        let moved = || Word(ctl.tx.tail.load(Ordering::Acquire)) != seen;
-        let sender_cpu = ctl.tx.cpu.load(Ordering::Relaxed);
+        let moved = || Word(ctl.tail.word.load(Ordering::Acquire)) != seen;
+        let sender_cpu = ctl.tail.cpu.load(Ordering::Relaxed);
         if self.spin.spin(deadline, sender_cpu, moved) {
             return Ok(false);
         }
@@ -967,7 +967,7 @@ impl Inner {
         let rx = self.rx();
         let ring = self.ring(dir);
         let ctl = &self.header().dirs[dir].ring;
-        let head = Word(ctl.rx.head.load(Ordering::Acquire));
+        let head = Word(ctl.head.word.load(Ordering::Acquire));
         let tail = ring.fresh_tail();
         if rx.broken.is_some() || rx.reader.pending() > 0 || tail != head {
             return Ok((true, tail));

@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! 0      info line      magic, ring size, capacity, item type, flavour, closed flag
-//! 64     producer line  producer lock, tail word, last head seen      (ring.rs)
-//! 128    consumer line  consumer lock, head word, last tail seen      (ring.rs)
-//! 192    wake line      futex words and waiter counts, watcher count, descriptor batch counter
-//! 256    join line      tasks done, join futex word and waiter count (JoinableQueue)
+//! 64     ring control   four lines (ring.rs): producer lock and last head seen; tail
+//!                       word; consumer lock and last tail seen; head word
+//! 320    wake line      futex words and waiter counts, watcher count, descriptor batch counter
+//! 384    join line      tasks done, join futex word and waiter count (JoinableQueue)
 //! 4096   the ring's data area (a power of two, 4 MiB unless configured)
 //! ```
 //!
@@ -135,6 +135,7 @@ struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
+const _: () = assert!(std::mem::offset_of!(Header, wake) == 320);
 
 /// The longest a blocked operation sleeps before it looks at the queue again: the
 /// process that should wake it may have died between publishing its change and the
@@ -295,8 +296,8 @@ impl RawQueue {
     /// The words of both sides, read without locks.
     fn words(&self) -> (Word, Word) {
         let ctl = &self.header().ring;
-        let head = Word(ctl.rx.head.load(Ordering::Acquire));
-        let tail = Word(ctl.tx.tail.load(Ordering::Acquire));
+        let head = Word(ctl.head.word.load(Ordering::Acquire));
+        let tail = Word(ctl.tail.word.load(Ordering::Acquire));
         (head, tail)
     }
 
@@ -425,12 +426,12 @@ impl RawQueue {
             return Ok(Written::Closed);
         }
         let ring = self.ring();
-        let tail = Word(header.ring.tx.tail.load(Ordering::Relaxed));
+        let tail = Word(header.ring.tail.word.load(Ordering::Relaxed));
         if self.max_items > 0 {
-            let seen = Word(header.ring.tx.head_seen.load(Ordering::Relaxed));
+            let seen = Word(header.ring.tx.seen.load(Ordering::Relaxed));
             if Ring::items(seen, tail) >= self.max_items {
-                let head = Word(header.ring.rx.head.load(Ordering::Acquire));
-                header.ring.tx.head_seen.store(head.0, Ordering::Relaxed);
+                let head = Word(header.ring.head.word.load(Ordering::Acquire));
+                header.ring.tx.seen.store(head.0, Ordering::Relaxed);
                 let items = Ring::items(head, tail);
                 if items >= self.max_items && items <= u32::MAX / 2 {
                     return Ok(Written::NoRoom);
@@ -473,7 +474,7 @@ impl RawQueue {
     }
 
     fn wait_for_room(&self, need: u32, deadline: Option<Instant>) -> bool {
-        let consumer_cpu = self.header().ring.rx.cpu.load(Ordering::Relaxed);
+        let consumer_cpu = self.header().ring.head.cpu.load(Ordering::Relaxed);
         if self.spin.spin(deadline, consumer_cpu, || {
             self.has_room(need) || self.is_closed()
         }) {
@@ -545,7 +546,7 @@ impl RawQueue {
     fn try_take(&self, out: &mut Vec<u8>) -> Result<Took, Fail> {
         let ring = self.ring();
         let ctl = &self.header().ring;
-        let head = Word(ctl.rx.head.load(Ordering::Relaxed));
+        let head = Word(ctl.head.word.load(Ordering::Relaxed));
         let tail = ring.tail(head);
         let header = match ring.header(head, tail, |k| (INLINE..=SPILL).contains(&k)) {
             Ok(Some(header)) => header,
@@ -603,7 +604,7 @@ impl RawQueue {
     }
 
     fn wait_for_items(&self, deadline: Option<Instant>) -> bool {
-        let producer_cpu = self.header().ring.tx.cpu.load(Ordering::Relaxed);
+        let producer_cpu = self.header().ring.tail.cpu.load(Ordering::Relaxed);
         if self.spin.spin(deadline, producer_cpu, || {
             self.has_items() || self.is_closed()
         }) {
@@ -689,7 +690,7 @@ impl RawQueue {
     pub(crate) fn unfinished(&self) -> u32 {
         let join = &self.header().join;
         let done = join.done.load(Ordering::SeqCst);
-        let put = Word(self.header().ring.tx.tail.load(Ordering::SeqCst)).count();
+        let put = Word(self.header().ring.tail.word.load(Ordering::SeqCst)).count();
         put.wrapping_sub(done)
     }
 
@@ -698,7 +699,7 @@ impl RawQueue {
         let join = &self.header().join;
         loop {
             let done = join.done.load(Ordering::SeqCst);
-            let put = Word(self.header().ring.tx.tail.load(Ordering::SeqCst)).count();
+            let put = Word(self.header().ring.tail.word.load(Ordering::SeqCst)).count();
             let unfinished = put.wrapping_sub(done);
             if unfinished == 0 || unfinished > u32::MAX / 2 {
                 return false;
