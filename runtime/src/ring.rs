@@ -211,13 +211,42 @@ impl<'a> Ring<'a> {
         let len = payload.len() as u32;
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
         debug_assert!(total <= self.size);
-        let mut header = [0u8; RECORD_HEADER as usize];
-        header[0..4].copy_from_slice(&len.to_le_bytes());
-        header[4..8].copy_from_slice(&kind.to_le_bytes());
-        header[8..16].copy_from_slice(&seq.to_le_bytes());
-        self.copy_in(tail.pos(), &header);
-        self.copy_in(tail.pos().wrapping_add(RECORD_HEADER), payload);
+        let first = u64::from(len) | (u64::from(kind) << 32);
+        match self.whole(tail.pos(), 16) {
+            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`).
+            Some(at) => unsafe {
+                let dst = self.data.add(at);
+                dst.cast::<u64>().write_unaligned(first.to_le());
+                dst.add(8).cast::<u64>().write_unaligned(seq.to_le());
+            },
+            None => {
+                let mut header = [0u8; RECORD_HEADER as usize];
+                header[0..8].copy_from_slice(&first.to_le_bytes());
+                header[8..16].copy_from_slice(&seq.to_le_bytes());
+                self.copy_in(tail.pos(), &header);
+            }
+        }
+        let at = tail.pos().wrapping_add(RECORD_HEADER);
+        match self.whole(at, 16) {
+            // A small payload is copied as one 16-byte block: the record's padding
+            // holds it, so nothing past the record is touched.
+            Some(at) if (1..=16).contains(&payload.len()) => {
+                let mut block = [0u8; 16];
+                block[..payload.len()].copy_from_slice(payload);
+                // SAFETY: `at..at + 16` is inside the data area, and inside this
+                // record (a payload of 1 to 16 bytes is padded to 16).
+                unsafe { self.data.add(at).cast::<[u8; 16]>().write_unaligned(block) };
+            }
+            _ => self.copy_in(at, payload),
+        }
         tail.advance(total)
+    }
+
+    /// The offset of position `pos` if `len` bytes from there do not wrap around the
+    /// end of the data area.
+    fn whole(&self, pos: u32, len: u32) -> Option<usize> {
+        let at = pos & self.mask();
+        (at + len <= self.size).then_some(at as usize)
     }
 
     /// Publishes records written up to `tail` (a full barrier, so that a following
@@ -277,14 +306,30 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
-        let mut raw = [0u8; RECORD_HEADER as usize];
-        self.copy_out(head.pos(), &mut raw);
+        let (first, seq) = match self.whole(head.pos(), 16) {
+            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`); plain
+            // integers accept any bits.
+            Some(at) => unsafe {
+                let src = self.data.add(at);
+                (
+                    u64::from_le(src.cast::<u64>().read_unaligned()),
+                    u64::from_le(src.add(8).cast::<u64>().read_unaligned()),
+                )
+            },
+            None => {
+                let mut raw = [0u8; RECORD_HEADER as usize];
+                self.copy_out(head.pos(), &mut raw);
+                let mut first = [0u8; 8];
+                let mut seq = [0u8; 8];
+                first.copy_from_slice(&raw[0..8]);
+                seq.copy_from_slice(&raw[8..16]);
+                (u64::from_le_bytes(first), u64::from_le_bytes(seq))
+            }
+        };
         let header = RecordHeader {
-            len: u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-            kind: u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]),
-            seq: u64::from_le_bytes([
-                raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15],
-            ]),
+            len: first as u32,
+            kind: (first >> 32) as u32,
+            seq,
         };
         let total = record_bytes(header.len as usize);
         if total.is_none_or(|t| t > used) {
@@ -302,9 +347,18 @@ impl<'a> Ring<'a> {
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.
     pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
         let len = (header.len as usize).min(self.size as usize);
+        let at = head.pos().wrapping_add(RECORD_HEADER);
+        if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
+            // SAFETY: `at..at + 16` is inside the data area, and inside the record (a
+            // payload of 1 to 16 bytes is padded to 16; the caller checked the
+            // record against the bytes in use).
+            let block = unsafe { self.data.add(at).cast::<[u8; 16]>().read_unaligned() };
+            out.extend_from_slice(&block[..len]);
+            return;
+        }
         let start = out.len();
         out.resize(start + len, 0);
-        self.copy_out(head.pos().wrapping_add(RECORD_HEADER), &mut out[start..]);
+        self.copy_out(at, &mut out[start..]);
     }
 
     /// The word after the record at `head`.
