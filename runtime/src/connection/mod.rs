@@ -663,9 +663,13 @@ impl Inner {
         let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
         let seq = tail.count();
         let need = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
+        let half = (self.ring_size / 2) as u32;
         let free = match need {
+            // Asking for half the ring more than needed makes `free` read the
+            // receiver's word whenever the last one seen says the ring is half full,
+            // so that the check below sees the real state.
             Some(need) if fds.is_empty() => ring
-                .free(tail, need)
+                .free(tail, need + half)
                 .map_err(|c| SendFail::from(ChannelError::Corrupt(c.0)))?,
             _ => 0,
         };
@@ -675,7 +679,7 @@ impl Inner {
                 ring.publish(next);
                 // A peer killed without closing its handles is invisible to the count:
                 // ask the socket once the buffer fills up.
-                if (free - need) as usize <= self.ring_size / 2 && self.peer_hung_up() {
+                if free - need <= half && self.peer_hung_up() {
                     return Err(SendFail::Disconnected);
                 }
                 self.ring_doorbell(dir);
