@@ -23,9 +23,13 @@ const MIN_SPIN: u32 = 2_000;
 const MAX_SPIN: u32 = 100_000;
 /// Where a new handle starts.
 const START_SPIN: u32 = 20_000;
-/// Checks made with only `pause` between them before yielding.
-const PAUSE_ROUNDS: u32 = 16;
+/// How long a waiter only pauses between checks before it yields the CPU, when the
+/// party it waits for runs on another CPU.
+const PAUSE_PHASE: Duration = Duration::from_micros(2);
+/// Pauses between two checks.
 const PAUSES_PER_ROUND: u32 = 4;
+/// Rounds between two readings of the clock while pausing.
+const ROUNDS_PER_CLOCK: u32 = 8;
 
 /// The adaptive spin limit of one handle in one process.
 #[derive(Debug)]
@@ -65,10 +69,11 @@ impl Spinner {
             _ => end,
         };
         let shares_cpu = peer != 0 && peer == cpu_tag();
-        let pause_rounds = if shares_cpu { 0 } else { PAUSE_ROUNDS };
+        let mut pausing = !shares_cpu;
+        let pause_end = start + PAUSE_PHASE;
         let mut round = 0u32;
         loop {
-            if round < pause_rounds {
+            if pausing {
                 for _ in 0..PAUSES_PER_ROUND {
                     std::hint::spin_loop();
                 }
@@ -81,7 +86,12 @@ impl Spinner {
                 self.limit_ns.store(grown, Ordering::Relaxed);
                 return true;
             }
-            if (round < pause_rounds && round % 4 != 0) || Instant::now() < end {
+            if pausing && round % ROUNDS_PER_CLOCK != 0 {
+                continue;
+            }
+            let now = Instant::now();
+            pausing &= now < pause_end;
+            if now < end {
                 continue;
             }
             if deadline.is_none_or(|d| d > end) {
