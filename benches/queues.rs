@@ -26,6 +26,9 @@
 //! 5. Python, through `python3 benches/python/queues_bench.py` ("n/a" without
 //!    `python3`).
 //!
+//! `cargo bench --bench queues -- <word>` runs only the measurements whose name
+//! contains the word (and no Python).
+//!
 //! Each figure is the median of 7 runs of about 0.2 s (Python: 5 runs of 0.3 s); the
 //! details give p10 and p90 too. It ends with a markdown table (the one in
 //! `benches/README.md`).
@@ -95,7 +98,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Runs `run(n)` (which returns the elapsed time of `n` operations) with `n` sized
 /// for [`RUN_TIME`], [`RUNS`] times; microseconds per operation.
-fn measure(mut run: impl FnMut(u64) -> Duration) -> Stats {
+fn measure(run: &mut dyn FnMut(u64) -> Duration) -> Stats {
     let mut n = 100u64;
     loop {
         let t = run(n);
@@ -744,81 +747,83 @@ fn main() {
         floor_main(&args[2..]);
         return;
     }
-    // `cargo bench` passes `--bench`; anything else that is not ours is ignored.
+    // `cargo bench` passes `--bench`; a word that is not an option keeps only the
+    // measurements whose name contains it (and skips Python).
+    let filter = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| !a.starts_with('-'))
+        .map(str::to_owned);
     let started = Instant::now();
     let two_cpus = cpu_count() >= 2;
     let mut details: Vec<(String, Stats)> = Vec::new();
-    let mut note = |name: &str, s: Stats| {
+    let mut run = |name: &str, f: &mut dyn FnMut(u64) -> Duration| -> Option<Stats> {
+        if filter.as_ref().is_some_and(|w| !name.contains(w.as_str())) {
+            return None;
+        }
+        let s = measure(f);
         details.push((name.to_owned(), s));
-        s
+        Some(s)
     };
 
     eprintln!("queue, 8-byte items...");
-    let q8 = note("multiproc Queue<[u8; 8]>", measure(ours_queue8));
-    let q8_sock = note(
-        "floor socket pair, 8-byte writes",
-        measure(|n| floor_sock(n, 8)),
-    );
-    let q8_shm = note(
-        "floor shm ring, 8-byte slots",
-        measure(|n| floor_shm(n, 8, 1 << 16)),
-    );
+    let q8 = run("multiproc Queue<[u8; 8]>", &mut ours_queue8);
+    let q8_sock = run("floor socket pair, 8-byte writes", &mut |n| {
+        floor_sock(n, 8)
+    });
+    let q8_shm = run("floor shm ring, 8-byte slots", &mut |n| {
+        floor_shm(n, 8, 1 << 16)
+    });
 
     eprintln!("queue, 1 MiB items...");
-    let qm = note("multiproc Queue<ByteBuf>, 1 MiB", measure(ours_queue_mib));
-    let qm_vec = note(
-        "multiproc Queue<Vec<u8>>, 1 MiB",
-        measure(ours_queue_mib_vec),
-    );
-    let qm_sock = note(
-        "floor socket pair, 1 MiB writes",
-        measure(|n| floor_sock(n, MIB)),
-    );
-    let qm_shm = note(
-        "floor shm ring, 4 x 1 MiB slots",
-        measure(|n| floor_shm(n, MIB, 4)),
-    );
+    let qm = run("multiproc Queue<ByteBuf>, 1 MiB", &mut ours_queue_mib);
+    let qm_vec = run("multiproc Queue<Vec<u8>>, 1 MiB", &mut ours_queue_mib_vec);
+    let qm_sock = run("floor socket pair, 1 MiB writes", &mut |n| {
+        floor_sock(n, MIB)
+    });
+    let qm_shm = run("floor shm ring, 4 x 1 MiB slots", &mut |n| {
+        floor_shm(n, MIB, 4)
+    });
 
     eprintln!("pipe ping-pong...");
     let (mut pp_cross, mut pp_cross_sock, mut pp_cross_shm) = (None, None, None);
     if two_cpus {
-        pp_cross = Some(note(
-            "multiproc Pipe round trip, CPUs 0 and 1",
-            measure(|n| ours_pingpong(n, 0, 1)),
-        ));
-        pp_cross_sock = Some(note(
-            "floor socket pair round trip, CPUs 0 and 1",
-            measure(|n| floor_sock_pingpong(n, 0, 1)),
-        ));
-        pp_cross_shm = Some(note(
-            "floor shm spin round trip, CPUs 0 and 1",
-            measure(|n| floor_shm_pingpong(n, 0, 1)),
-        ));
+        pp_cross = run("multiproc Pipe round trip, CPUs 0 and 1", &mut |n| {
+            ours_pingpong(n, 0, 1)
+        });
+        pp_cross_sock = run("floor socket pair round trip, CPUs 0 and 1", &mut |n| {
+            floor_sock_pingpong(n, 0, 1)
+        });
+        pp_cross_shm = run("floor shm spin round trip, CPUs 0 and 1", &mut |n| {
+            floor_shm_pingpong(n, 0, 1)
+        });
     }
-    let pp_same = note(
-        "multiproc Pipe round trip, both on CPU 0",
-        measure(|n| ours_pingpong(n, 0, 0)),
-    );
-    let pp_same_sock = note(
-        "floor socket pair round trip, both on CPU 0",
-        measure(|n| floor_sock_pingpong(n, 0, 0)),
-    );
-    let pp_same_shm = note(
-        "floor shm spin round trip, both on CPU 0",
-        measure(|n| floor_shm_pingpong(n, 0, 0)),
-    );
+    let pp_same = run("multiproc Pipe round trip, both on CPU 0", &mut |n| {
+        ours_pingpong(n, 0, 0)
+    });
+    let pp_same_sock = run("floor socket pair round trip, both on CPU 0", &mut |n| {
+        floor_sock_pingpong(n, 0, 0)
+    });
+    let pp_same_shm = run("floor shm spin round trip, both on CPU 0", &mut |n| {
+        floor_shm_pingpong(n, 0, 0)
+    });
 
     eprintln!("joinable queue...");
-    let jq = note(
+    let jq = run(
         "multiproc JoinableQueue<u64> put+get+task_done",
-        measure(ours_joinable),
+        &mut ours_joinable,
     );
 
     eprintln!("Python ({PYTHON_SCRIPT}, about 15 s)...");
-    let py = python().unwrap_or_else(|why| {
-        eprintln!("no Python figures: {why}");
+    let py = if filter.is_some() {
         Python::default()
-    });
+    } else {
+        python().unwrap_or_else(|why| {
+            eprintln!("no Python figures: {why}");
+            Python::default()
+        })
+    };
     let mut keys: Vec<&String> = py.stats.keys().collect();
     keys.sort();
     for key in keys {
@@ -852,28 +857,28 @@ fn main() {
         Row {
             figure: "Queue, 8-byte items, 2 processes",
             unit: Unit::Items,
-            ours: Some(q8),
+            ours: q8,
             python: py_get("queue8"),
-            sock: Some(q8_sock),
-            shm: Some(q8_shm),
+            sock: q8_sock,
+            shm: q8_shm,
             aim: "≥ 6 M/s",
         },
         Row {
             figure: "Queue, 1 MiB items (`ByteBuf`)",
             unit: Unit::Bytes(MIB),
-            ours: Some(qm),
+            ours: qm,
             python: py_get("queue1m"),
-            sock: Some(qm_sock),
-            shm: Some(qm_shm),
+            sock: qm_sock,
+            shm: qm_shm,
             aim: "≥ 5 GB/s",
         },
         Row {
             figure: "Queue, 1 MiB items (`Vec<u8>`)",
             unit: Unit::Bytes(MIB),
-            ours: Some(qm_vec),
+            ours: qm_vec,
             python: py_get("queue1m"),
-            sock: Some(qm_sock),
-            shm: Some(qm_shm),
+            sock: qm_sock,
+            shm: qm_shm,
             aim: "",
         },
         Row {
@@ -888,19 +893,19 @@ fn main() {
         Row {
             figure: "Pipe round trip, same CPU",
             unit: Unit::Micros,
-            ours: Some(pp_same),
+            ours: pp_same,
             python: py_get("pingpong_same"),
-            sock: Some(pp_same_sock),
-            shm: Some(pp_same_shm),
+            sock: pp_same_sock,
+            shm: pp_same_shm,
             aim: "≤ socket pair",
         },
         Row {
             figure: "JoinableQueue put+get+task_done",
             unit: Unit::Items,
-            ours: Some(jq),
+            ours: jq,
             python: py_get("joinable"),
-            sock: Some(q8_sock),
-            shm: Some(q8_shm),
+            sock: q8_sock,
+            shm: q8_shm,
             aim: "10x Python",
         },
     ];
