@@ -879,6 +879,42 @@ mod tests {
         );
     }
 
+    /// Fails to encode when `fail` is set.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Picky {
+        fail: bool,
+    }
+
+    impl Serialize for Picky {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if self.fail {
+                return Err(serde::ser::Error::custom("cannot pickle this"));
+            }
+            use serde::ser::SerializeStruct;
+            let mut st = s.serialize_struct("Picky", 1)?;
+            st.serialize_field("fail", &self.fail)?;
+            st.end()
+        }
+    }
+
+    #[test]
+    fn an_item_that_cannot_be_encoded_is_given_back() {
+        // Python's put succeeds and its feeder thread drops the item; here put fails
+        // and returns it, and the queue keeps working.
+        let q: Queue<Picky> = Queue::new().unwrap();
+        match q.put(Picky { fail: true }) {
+            Err(PutError::Failed(item, e)) => {
+                assert_eq!(item, Picky { fail: true });
+                assert!(e.to_string().contains("cannot pickle this"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(q.is_empty());
+        q.put(Picky { fail: false }).unwrap();
+        assert_eq!(q.get().unwrap(), Picky { fail: false });
+        assert!(q.is_empty());
+    }
+
     #[test]
     fn joinable() {
         let q: JoinableQueue<u8> = JoinableQueue::new().unwrap();
