@@ -170,7 +170,7 @@ impl<T> Pipe<T> {
 /// messages), to and from the other end, in whatever process each end is.
 ///
 /// An end crosses to another process as a worker argument, a field of a `#[process]`
-/// struct, or inside a message on a queue or another connection (even through itself).
+/// struct, or inside a message on a queue or on another connection.
 /// Messages keep their boundaries and their order; `send` returns once the message is
 /// in the pipe (in shared memory, or in the socket's buffer).
 ///
