@@ -36,6 +36,19 @@ pub(crate) struct Courier {
     rx: PortableFd,
 }
 
+/// How far ahead of the wanted batch a batch may be and still be a real one (numbers
+/// skipped by producers that died or found the courier full); a batch further ahead
+/// was not sent by a multiproc process.
+const MAX_AHEAD: i64 = 1 << 32;
+
+/// The front of the courier.
+enum Peek {
+    Empty,
+    Batch(u64),
+    /// A packet of the wrong size.
+    Garbage,
+}
+
 /// What [`Courier::take`] found for the batch it was asked for.
 #[derive(Debug)]
 pub(crate) enum Taken {
@@ -99,24 +112,28 @@ impl Courier {
     /// record was sent before the record was.
     pub(crate) fn take(&self, seq: u64) -> io::Result<Taken> {
         loop {
-            let Some(next) = self.peek()? else {
-                return Ok(Taken::Lost);
+            let ahead = match self.peek()? {
+                Peek::Empty => return Ok(Taken::Lost),
+                // Sequence numbers wrap in theory only; compare by distance.
+                Peek::Batch(next) => next.wrapping_sub(seq) as i64,
+                Peek::Garbage => i64::MIN,
             };
-            // Sequence numbers wrap in theory only; compare by distance.
-            let ahead = next.wrapping_sub(seq) as i64;
-            if ahead > 0 {
+            if (1..=MAX_AHEAD).contains(&ahead) {
                 return Ok(Taken::Lost);
             }
             let fds = self.receive(ahead == 0)?;
             if ahead == 0 {
                 return Ok(Taken::Batch(fds));
             }
+            // Older than the one wanted: from a producer that died before publishing
+            // its record. Otherwise no multiproc process sent it: dropped too, so that
+            // it cannot block the batches behind it.
             log::debug!("discarded descriptors of an item that was never queued");
         }
     }
 
-    /// The number of the next batch, if there is one.
-    fn peek(&self) -> io::Result<Option<u64>> {
+    /// What is at the front of the courier.
+    fn peek(&self) -> io::Result<Peek> {
         let mut bytes = [0u8; 8];
         let mut iov = [IoSliceMut::new(&mut bytes)];
         loop {
@@ -128,19 +145,14 @@ impl Courier {
                 MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(msg) if msg.bytes == 8 => break,
-                Ok(msg) if msg.bytes == 0 => return Ok(None),
-                Ok(msg) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("a courier packet of {} bytes, not 8", msg.bytes),
-                    ));
-                }
+                Ok(msg) if msg.bytes == 0 => return Ok(Peek::Empty),
+                Ok(_) => return Ok(Peek::Garbage),
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Ok(None),
+                Err(Errno::EAGAIN) => return Ok(Peek::Empty),
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Some(u64::from_le_bytes(bytes)))
+        Ok(Peek::Batch(u64::from_le_bytes(bytes)))
     }
 
     /// Receives the next batch; its descriptors if `keep`, else they are closed.
@@ -207,6 +219,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(c.take(5).unwrap(), Taken::Lost));
+    }
+
+    #[test]
+    fn garbage_does_not_block_the_batches_behind_it() {
+        let c = Courier::new().unwrap();
+        // A packet of the wrong size, and one numbered far ahead.
+        nix::sys::socket::send(c.tx.as_raw_fd(), b"abc", MsgFlags::empty()).unwrap();
+        c.send(u64::MAX / 2, &[pipe_fd()]).unwrap();
+        c.send(7, &[pipe_fd()]).unwrap();
+        match c.take(7).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
