@@ -127,13 +127,14 @@ fn type_hash<T>() -> u64 {
 /// A producer or consumer killed at any moment, even in the middle of a `put` or a
 /// `get` and holding the queue's locks, never wedges the others, and no one ever
 /// receives a torn or duplicated item: every change to the queue is published by one
-/// atomic store, and a lock held by a dead process is taken over within about 10 ms
-/// (see [the lock](Self) notes below). An item being received by a consumer that is
-/// killed is lost with it, as if the consumer had received it.
+/// atomic store, and a lock held by a dead process is taken over by the next process
+/// that wants it: a waiter checks, 10 ms into its wait and every 100 ms after, whether
+/// the holder still lives. An item being received by a consumer that is killed is lost
+/// with it, as if the consumer had received it.
 ///
-/// Where the queue notices a dead lock holder: a process waiting for the producer or
-/// consumer lock checks, 10 ms into its wait and every 100 ms after, whether the
-/// holder still lives (process ids are not reused that fast).
+/// A process blocked in `get` or `put` sleeps in the kernel and is woken by the
+/// process that makes progress for it; in case that process dies between its change
+/// and the wake-up, a blocked operation also looks again once a second.
 ///
 /// # Caveats
 ///
@@ -144,6 +145,10 @@ fn type_hash<T>() -> u64 {
 ///   any moment.
 /// - Sending a queue to a process of another program (another binary) is not
 ///   supported: the item type is checked by name.
+/// - A dead lock holder is recognised by its process id: were the id reused by a new
+///   process within the check's interval, the waiters would wait for that process.
+/// - Waking wakes every sleeping consumer (or producer), so that no chosen one can die
+///   with the wake-up; with many sleepers and few items, most go back to sleep.
 pub struct Queue<T> {
     raw: Arc<RawQueue>,
     _item: PhantomData<fn(T) -> T>,
