@@ -177,8 +177,11 @@ impl<T> Pipe<T> {
 /// # Which transport, and why
 ///
 /// Small messages without handles go through shared memory, with a receiver that
-/// spins briefly before it sleeps: a round trip between two busy processes takes well
-/// under a microsecond instead of a socket's two wake-ups. Messages that hold handles
+/// spins briefly before it sleeps: a round trip between two busy processes on
+/// different CPUs takes about a microsecond or less (0.5 to 1.7 µs on the project's
+/// 2-CPU VM, where a socket pair takes 60 to 90 µs, two kernel wake-ups), and one
+/// between two processes sharing a CPU about two context switches (5 µs there, a
+/// socket pair 12 µs). Messages that hold handles
 /// (descriptors can only cross through a socket), large ones (over 32 KiB) and those
 /// sent while the shared buffer is full go through a Unix socket, which also tells a
 /// receiver that the other end is gone. The order of messages is kept across both. An
