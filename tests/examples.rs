@@ -104,3 +104,42 @@ fn library_worker() {
         ["library_worker: 6 x 7 = 42, computed in a child; from-a-library said hello"]
     );
 }
+
+#[test]
+fn producer_consumer() {
+    let out = example("producer_consumer");
+    let stdout = lines(&out.stdout);
+    let n = multiproc::cpu_count() * 2;
+    position(
+        &stdout,
+        &format!("producer_consumer: {n} consumers did {n} tasks; 0 unfinished, queue empty: true"),
+    );
+    // One result per task, each done by one of the consumers.
+    for i in 0..n {
+        assert!(
+            stdout
+                .iter()
+                .any(|l| l.starts_with(&format!("task {i} done by Process-"))),
+            "{stdout:#?}"
+        );
+    }
+}
+
+#[test]
+fn pipe() {
+    let out = example("pipe");
+    let stdout = lines(&out.stdout);
+    let pings = ["ping 0 -> pong 1", "ping 2 -> pong 3", "ping 4 -> pong 5"];
+    let at: Vec<usize> = pings.iter().map(|p| position(&stdout, p)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]));
+    position(&stdout, "pipe: ponger exited with Some(0)");
+    // Each reporter's message arrives once, in whatever order wait() found them.
+    for ms in [100, 200, 300] {
+        let found = stdout
+            .iter()
+            .filter(|l| l.starts_with("got: Process-") && l.ends_with(&format!(" worked {ms} ms")))
+            .count();
+        assert_eq!(found, 1, "{stdout:#?}");
+    }
+    position(&stdout, "pipe: 3 reports from 3 children");
+}

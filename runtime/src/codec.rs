@@ -89,12 +89,24 @@ impl<T: 'static> Drop for Restore<T> {
 
 /// Encodes `value`, with a duplicate of every descriptor its handles hold.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
-    let collector = Restore::install(&OUTGOING, Vec::new());
     let mut bytes = Vec::new();
-    let result = bincode::serde::encode_into_std_write(value, &mut bytes, config());
+    let fds = encode_into(value, &mut bytes)?;
+    Ok(Encoded { bytes, fds })
+}
+
+/// Encodes `value` at the end of `bytes` (a buffer the caller reuses), and returns a
+/// duplicate of every descriptor its handles hold. On error, `bytes` may hold part of
+/// the value.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    bytes: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, CodecError> {
+    let start = bytes.len();
+    let collector = Restore::install(&OUTGOING, Vec::new());
+    let result = bincode::serde::encode_into_std_write(value, &mut *bytes, config());
     let fds = collector.take().unwrap_or_default();
     result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
-    check_len(bytes.len())?;
+    check_len(bytes.len() - start)?;
     if fds.len() > MAX_FDS {
         return Err(CodecError::new(
             CodecErrorKind::Oversized,
@@ -104,7 +116,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecE
             ),
         ));
     }
-    Ok(Encoded { bytes, fds })
+    Ok(fds)
 }
 
 /// Encodes one of multiproc's own records, which hold no handles.
@@ -177,7 +189,6 @@ fn check_len(len: usize) -> Result<(), CodecError> {
 #[derive(Debug, Clone)]
 pub(crate) struct PortableFd(Arc<OwnedFd>);
 
-#[allow(dead_code)] // only shared memory uses it yet
 impl PortableFd {
     pub(crate) fn new(fd: OwnedFd) -> Self {
         PortableFd(Arc::new(fd))

@@ -6,7 +6,8 @@
 //! What lives here: [`Process`] and its lifecycle, the bootstrap that re-executes the
 //! program as a child and dispatches to the registered worker before `main`, the
 //! process context ([`current_process`], [`parent_process`], [`active_children`]),
-//! [`log_to_stderr`], and [`wait`].
+//! [`log_to_stderr`], the queues ([`Queue`], [`JoinableQueue`], [`SimpleQueue`]) and
+//! pipes ([`Pipe`], [`Connection`]) that cross processes, and [`wait`].
 
 #![warn(
     missing_docs,
@@ -19,17 +20,18 @@
 mod bootstrap;
 mod child;
 mod codec;
+mod connection;
 mod context;
+mod courier;
 mod error;
-// The shared-memory building blocks of the queues and locks (issues 3 and 4), which
-// are not all in use yet.
-#[allow(dead_code)]
 mod futex;
 mod logging;
 mod process;
+mod queue;
 mod registry;
-#[allow(dead_code)]
+mod ring;
 mod shm;
+mod spin;
 mod sys;
 mod transport;
 mod wait;
@@ -43,14 +45,20 @@ pub mod __private {
 mod private;
 
 pub use codec::MAX_MESSAGE_LEN;
+pub use connection::{Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError};
 pub use context::{
     CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
     parent_process,
 };
 pub use error::{
-    ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError, Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
+    Result,
 };
 pub use logging::log_to_stderr;
 pub use process::{Process, Sentinel, active_children};
+pub use queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
+    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+};
 pub use wait::{Waitable, wait};
 pub use worker::{Failure, Run, RunResult, Worker};

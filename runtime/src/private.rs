@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::process::Process;
 pub use crate::registry::Entry;
+pub use crate::wait::Watch;
 pub use crate::worker::{Failure, Run, RunResult, Worker};
 pub use core::result::Result;
 pub use inventory;

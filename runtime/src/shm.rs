@@ -7,7 +7,7 @@
 //! before mapping it, so a peer cannot make later accesses fault by shrinking it.
 
 use std::num::NonZeroUsize;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
@@ -54,6 +54,31 @@ impl SharedRegion {
         Self::map(PortableFd::new(fd), len)
     }
 
+    /// Maps a region received as a bare descriptor (not inside a value), with the
+    /// same checks as a deserialized one: at least `len` bytes, sealed against
+    /// shrinking.
+    pub(crate) fn from_fd(fd: OwnedFd, len: usize) -> std::io::Result<SharedRegion> {
+        let fd = PortableFd::new(fd);
+        let len = NonZeroUsize::new(len).ok_or_else(|| invalid("a shared region of no size"))?;
+        Self::check(&fd, len)?;
+        Self::map(fd, len)
+    }
+
+    /// Checks that `fd` is at least `len` bytes and sealed against shrinking.
+    fn check(fd: &PortableFd, len: NonZeroUsize) -> std::io::Result<()> {
+        let size = fstat(fd.as_fd())?.st_size;
+        if u64::try_from(size).unwrap_or(0) < len.get() as u64 {
+            return Err(invalid(format!(
+                "a shared region of {size} bytes, not the {len} announced"
+            )));
+        }
+        let seals = fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS)?;
+        if !SealFlag::from_bits_truncate(seals).contains(SealFlag::F_SEAL_SHRINK) {
+            return Err(invalid("a shared region that can still shrink"));
+        }
+        Ok(())
+    }
+
     fn map(fd: PortableFd, len: NonZeroUsize) -> std::io::Result<SharedRegion> {
         // SAFETY: a fresh shared mapping of a descriptor whose size is at least `len`
         // and can no longer shrink.
@@ -72,6 +97,11 @@ impl SharedRegion {
             ptr: ptr.cast(),
             len,
         })
+    }
+
+    /// A new descriptor of the region, to send it on its own (not inside a value).
+    pub(crate) fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        self.fd.as_fd().try_clone_to_owned()
     }
 
     /// The start of the region.
@@ -103,6 +133,10 @@ impl SharedRegion {
     }
 }
 
+fn invalid(message: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.into())
+}
+
 impl Drop for SharedRegion {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `map` with this address and length, and no
@@ -125,16 +159,7 @@ impl<'de> Deserialize<'de> for SharedRegion {
             .ok()
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| D::Error::custom("a shared region of no size"))?;
-        let size = fstat(fd.as_fd()).map_err(D::Error::custom)?.st_size;
-        if u64::try_from(size).unwrap_or(0) < len.get() as u64 {
-            return Err(D::Error::custom(format!(
-                "a shared region of {size} bytes, not the {len} announced"
-            )));
-        }
-        let seals = fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS).map_err(D::Error::custom)?;
-        if !SealFlag::from_bits_truncate(seals).contains(SealFlag::F_SEAL_SHRINK) {
-            return Err(D::Error::custom("a shared region that can still shrink"));
-        }
+        SharedRegion::check(&fd, len).map_err(D::Error::custom)?;
         SharedRegion::map(fd, len).map_err(D::Error::custom)
     }
 }

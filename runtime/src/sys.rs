@@ -83,3 +83,38 @@ pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let now = Some(Instant::now());
     Ok(!poll_until(&[(fd, PollFlags::POLLIN)], now)?[0].is_empty())
 }
+
+/// `eventfd(2)`: a counter descriptor, readable while non-zero; non-blocking and
+/// close-on-exec.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes an initial value and flags and returns a new descriptor.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd's counter, making it readable. A counter at its maximum stays
+/// readable, so `EAGAIN` is success too.
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one = 1u64.to_ne_bytes();
+    loop {
+        match nix::unistd::write(fd, &one) {
+            Ok(_) | Err(Errno::EAGAIN) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Resets an eventfd's counter to zero (not readable), without waiting.
+pub(crate) fn eventfd_reset(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(_) | Err(Errno::EAGAIN) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

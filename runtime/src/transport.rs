@@ -122,29 +122,54 @@ pub(crate) fn send_frame(
 /// Collects frames, and the descriptors that came with them, from a socket.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
-    /// Bytes not yet taken; `buf[0]` is the first byte of the next frame.
+    /// `buf[..filled]` are the bytes not yet taken (`buf[0]` is the first byte of the
+    /// next frame); `buf[filled..]` is zeroed room for the next reads, kept so that a
+    /// large frame arriving in many reads is not zeroed again at each.
     buf: Vec<u8>,
+    filled: usize,
     /// Stream offset of `buf[0]`.
     consumed: u64,
     /// Descriptors received, by the stream offset of the frame they belong to.
     fds: VecDeque<(u64, Vec<OwnedFd>)>,
     /// Room for the control messages of one read.
     cmsg: Vec<u8>,
+    /// Never read past the end of the frame in progress (see [`FrameReader::exact`]).
+    exact: bool,
 }
 
 impl FrameReader {
+    /// A reader that reads a frame's header, then exactly its bytes, and never past
+    /// its end: frames not taken yet stay in the socket, where another process holding
+    /// the same socket can read them. Two reads per frame instead of one.
+    pub(crate) fn exact() -> FrameReader {
+        FrameReader {
+            exact: true,
+            ..FrameReader::default()
+        }
+    }
+
+    /// The length of the frame in progress, once its header has arrived (checked
+    /// against the limit).
+    pub(crate) fn pending_len(&self) -> Option<Result<usize, CodecError>> {
+        self.data()
+            .first_chunk::<HEADER_LEN>()
+            .map(|h| codec::parse_header(*h))
+    }
+
     /// Reads once from `sock`, blocking or not as the socket is: the count of bytes
     /// read, 0 at the end of the stream; `WouldBlock` when a non-blocking socket has
     /// nothing.
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>) -> Result<usize, FrameError> {
         let want = self.want();
-        let start = self.buf.len();
-        self.buf.resize(start + want, 0);
+        let start = self.filled;
+        if self.buf.len() < start + want {
+            self.buf.resize(start + want, 0);
+        }
         if self.cmsg.is_empty() {
             self.cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         }
         let result = {
-            let mut iov = [IoSliceMut::new(&mut self.buf[start..])];
+            let mut iov = [IoSliceMut::new(&mut self.buf[start..start + want])];
             loop {
                 match recvmsg::<()>(
                     sock.as_raw_fd(),
@@ -176,12 +201,9 @@ impl FrameReader {
         };
         let (n, fds, truncated) = match result {
             Ok(read) => read,
-            Err(e) => {
-                self.buf.truncate(start);
-                return Err(FrameError::Io(e));
-            }
+            Err(e) => return Err(FrameError::Io(e)),
         };
-        self.buf.truncate(start + n);
+        self.filled = start + n;
         if truncated {
             return Err(CodecError::new(
                 CodecErrorKind::Oversized,
@@ -200,9 +222,9 @@ impl FrameReader {
     fn attach(&mut self, from: usize, fds: Vec<OwnedFd>) -> Result<(), CodecError> {
         let mut pos = 0usize;
         let mut last = None;
-        while pos < self.buf.len() {
+        while pos < self.filled {
             last = Some(pos);
-            let Some(header) = self.buf.get(pos..pos + HEADER_LEN) else {
+            let Some(header) = self.data().get(pos..pos + HEADER_LEN) else {
                 break;
             };
             let mut len = [0u8; HEADER_LEN];
@@ -224,24 +246,31 @@ impl FrameReader {
     /// How many bytes to read next: the rest of the frame in progress, at least a page
     /// and at most 16 MiB.
     fn want(&self) -> usize {
-        let needed = match self.buf.first_chunk::<HEADER_LEN>() {
+        let needed = match self.data().first_chunk::<HEADER_LEN>() {
             Some(header) => {
-                (u32::from_le_bytes(*header) as usize + HEADER_LEN).saturating_sub(self.buf.len())
+                (u32::from_le_bytes(*header) as usize + HEADER_LEN).saturating_sub(self.filled)
             }
+            None if self.exact => HEADER_LEN - self.filled,
             None => 0,
         };
+        if self.exact {
+            // Zero only if a whole frame waits to be taken, which callers take first.
+            return needed.clamp(1, 16 << 20);
+        }
         needed.clamp(4096, 16 << 20)
     }
 
     /// Takes the next whole frame, if one has arrived.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, CodecError> {
-        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
+        let Some(header) = self.data().first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let len = codec::parse_header(*header)?;
-        if self.buf.len() < HEADER_LEN + len {
+        if self.filled < HEADER_LEN + len {
             return Ok(None);
         }
+        self.buf.truncate(self.filled);
+        self.filled -= HEADER_LEN + len;
         let rest = self.buf.split_off(HEADER_LEN + len);
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.drain(..HEADER_LEN);
@@ -260,7 +289,12 @@ impl FrameReader {
     /// Bytes of an unfinished frame still held: non-zero at the end of the stream means
     /// the last frame was cut short.
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
+        self.filled
+    }
+
+    /// The bytes not yet taken.
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.filled]
     }
 
     /// Reads until a whole frame has arrived (from a blocking socket, or waiting on a
@@ -392,6 +426,42 @@ mod tests {
             Err(FrameError::Codec(e)) => assert!(e.to_string().contains("middle"), "{e}"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn exact_reads_leave_later_frames_in_the_socket() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send_frame(a.as_fd(), &[b"first"], &[]).unwrap();
+        send_frame(a.as_fd(), &[], &[]).unwrap();
+        send_frame(a.as_fd(), &[b"third"], &[pipe_fd()]).unwrap();
+        let mut reader = FrameReader::exact();
+        assert_eq!(
+            reader.read_frame(b.as_fd(), None).unwrap().unwrap().bytes,
+            b"first"
+        );
+        assert_eq!(reader.pending(), 0);
+        // A second reader of the same socket sees the rest, descriptors included.
+        let mut other = FrameReader::exact();
+        assert!(
+            other
+                .read_frame(b.as_fd(), None)
+                .unwrap()
+                .unwrap()
+                .bytes
+                .is_empty()
+        );
+        let third = other.read_frame(b.as_fd(), None).unwrap().unwrap();
+        assert_eq!(
+            (third.bytes.as_slice(), third.fds.len()),
+            (&b"third"[..], 1)
+        );
+        // The length of a frame is known once its header arrived.
+        let mut a = a;
+        std::io::Write::write_all(&mut a, &7u32.to_le_bytes()).unwrap();
+        b.set_nonblocking(true).unwrap();
+        assert!(reader.pending_len().is_none());
+        reader.fill(b.as_fd()).unwrap();
+        assert_eq!(reader.pending_len().unwrap().unwrap(), 7);
     }
 
     #[test]

@@ -1,0 +1,252 @@
+//! The descriptor courier of a queue: shared memory cannot carry file descriptors, so
+//! the descriptors inside a queued item travel beside it through a Unix socket.
+//!
+//! A courier is a `SOCK_SEQPACKET` socket pair whose two ends every holder of the queue
+//! shares: producers send on one end, consumers receive on the other. Each batch is one
+//! packet: an 8-byte sequence number and the descriptors as `SCM_RIGHTS`. A producer
+//! sends the batch while it holds the queue's producer lock, just before it publishes
+//! the record that names the batch's number, so batches are in the courier in the same
+//! order as their records in the ring. A consumer takes the batch named by the record
+//! it dequeues, under the consumer lock, and discards older batches on the way: those
+//! of producers that died between sending a batch and publishing its record. A batch
+//! newer than the one wanted means the wanted one was taken by a consumer that died
+//! before it could free the record; that item is lost, and the newer batch is left for
+//! its own record.
+//!
+//! Items without descriptors never touch the courier.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{MAX_FDS, PortableFd};
+
+/// The two ends of a courier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Courier {
+    /// Producers send here.
+    tx: PortableFd,
+    /// Consumers receive here.
+    rx: PortableFd,
+}
+
+/// How far ahead of the wanted batch a batch may be and still be a real one (numbers
+/// skipped by producers that died or found the courier full); a batch further ahead
+/// was not sent by a multiproc process.
+const MAX_AHEAD: i64 = 1 << 32;
+
+/// The front of the courier.
+enum Peek {
+    Empty,
+    Batch(u64),
+    /// A packet of the wrong size.
+    Garbage,
+}
+
+/// What [`Courier::take`] found for the batch it was asked for.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// The batch's descriptors.
+    Batch(Vec<OwnedFd>),
+    /// The batch is not there: a consumer that died took it.
+    Lost,
+}
+
+impl Courier {
+    /// A new courier; both ends non-blocking and close-on-exec.
+    pub(crate) fn new() -> io::Result<Courier> {
+        let (tx, rx) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        )?;
+        Ok(Courier {
+            tx: PortableFd::new(tx),
+            rx: PortableFd::new(rx),
+        })
+    }
+
+    /// Sends batch `seq` without waiting: `WouldBlock` when the courier is full.
+    pub(crate) fn send(&self, seq: u64, fds: &[OwnedFd]) -> io::Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} descriptors in one item, above the limit of {MAX_FDS}",
+                    fds.len()
+                ),
+            ));
+        }
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let bytes = seq.to_le_bytes();
+        let iov = [IoSlice::new(&bytes)];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        loop {
+            match sendmsg::<()>(
+                self.tx.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The descriptor to wait on (for `POLLOUT`) when [`send`](Self::send) would block.
+    pub(crate) fn send_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.tx.as_fd()
+    }
+
+    /// Takes batch `seq`, discarding older ones. Never waits: the batch of a published
+    /// record was sent before the record was.
+    pub(crate) fn take(&self, seq: u64) -> io::Result<Taken> {
+        loop {
+            let ahead = match self.peek()? {
+                Peek::Empty => return Ok(Taken::Lost),
+                // Sequence numbers wrap in theory only; compare by distance.
+                Peek::Batch(next) => next.wrapping_sub(seq) as i64,
+                Peek::Garbage => i64::MIN,
+            };
+            if (1..=MAX_AHEAD).contains(&ahead) {
+                return Ok(Taken::Lost);
+            }
+            let fds = self.receive(ahead == 0)?;
+            if ahead == 0 {
+                return Ok(Taken::Batch(fds));
+            }
+            // Older than the one wanted: from a producer that died before publishing
+            // its record. Otherwise no multiproc process sent it: dropped too, so that
+            // it cannot block the batches behind it.
+            log::debug!("discarded descriptors of an item that was never queued");
+        }
+    }
+
+    /// What is at the front of the courier.
+    fn peek(&self) -> io::Result<Peek> {
+        let mut bytes = [0u8; 8];
+        let mut iov = [IoSliceMut::new(&mut bytes)];
+        loop {
+            // No room for control messages: a peek installs no descriptors.
+            match recvmsg::<()>(
+                self.rx.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(msg) if msg.bytes == 8 => break,
+                Ok(msg) if msg.bytes == 0 => return Ok(Peek::Empty),
+                Ok(_) => return Ok(Peek::Garbage),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(Peek::Empty),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Peek::Batch(u64::from_le_bytes(bytes)))
+    }
+
+    /// Receives the next batch; its descriptors if `keep`, else they are closed.
+    fn receive(&self, keep: bool) -> io::Result<Vec<OwnedFd>> {
+        let mut bytes = [0u8; 8];
+        let mut iov = [IoSliceMut::new(&mut bytes)];
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        loop {
+            // Without room for control messages, the kernel closes a discarded batch's
+            // descriptors without installing them here.
+            let space = if keep { Some(&mut space[..]) } else { None };
+            match recvmsg::<()>(
+                self.rx.as_raw_fd(),
+                &mut iov,
+                space,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for cmsg in cmsgs {
+                            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                                // SAFETY: the kernel just installed these descriptors
+                                // in this process for us alone.
+                                fds.extend(
+                                    raw.into_iter()
+                                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                                );
+                            }
+                        }
+                    }
+                    return Ok(fds);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_fd() -> OwnedFd {
+        nix::unistd::pipe().unwrap().0
+    }
+
+    #[test]
+    fn batches_in_order_and_stale_ones_skipped() {
+        let c = Courier::new().unwrap();
+        c.send(1, &[pipe_fd()]).unwrap();
+        c.send(2, &[pipe_fd(), pipe_fd()]).unwrap();
+        c.send(4, &[pipe_fd()]).unwrap();
+        // Batch 1 is stale when 2 is wanted.
+        match c.take(2).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // Batch 3 was lost; batch 4 stays.
+        assert!(matches!(c.take(3).unwrap(), Taken::Lost));
+        match c.take(4).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.take(5).unwrap(), Taken::Lost));
+    }
+
+    #[test]
+    fn garbage_does_not_block_the_batches_behind_it() {
+        let c = Courier::new().unwrap();
+        // A packet of the wrong size, and one numbered far ahead.
+        nix::sys::socket::send(c.tx.as_raw_fd(), b"abc", MsgFlags::empty()).unwrap();
+        c.send(u64::MAX / 2, &[pipe_fd()]).unwrap();
+        c.send(7, &[pipe_fd()]).unwrap();
+        match c.take(7).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_courier_would_block() {
+        let c = Courier::new().unwrap();
+        let fd = pipe_fd();
+        let mut sent = 0u64;
+        let err = loop {
+            match c.send(sent, std::slice::from_ref(&fd)) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 1_000_000);
+        };
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(sent > 10);
+    }
+}

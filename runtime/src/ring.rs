@@ -1,0 +1,510 @@
+//! A byte ring in shared memory carrying variable-length records: the data path of
+//! [`Queue`](crate::Queue) and of [`Connection`](crate::Connection).
+//!
+//! # Layout
+//!
+//! A ring is two words in a control block ([`RingControl`]) and a power-of-two data
+//! area. The producer's word (`tail`) and the consumer's word (`head`), each on a cache
+//! line apart from the side's lock, each pack a
+//! 32-bit byte position and a 32-bit counter: `counter << 32 | position`. Positions and
+//! counters only grow (wrapping at 2^32); the data offset of a position is
+//! `position & (size - 1)`. A single store of a word publishes both a new position and
+//! a new count, so a process that dies between two instructions never leaves them out
+//! of step.
+//!
+//! A record is a 16-byte header (`len: u32`, `kind: u32`, `seq: u64`, little-endian)
+//! and `len` payload bytes, padded to a multiple of 16, so positions stay 16-aligned
+//! and a header never wraps around the end of the data area (a payload may: it is
+//! copied in two pieces).
+//!
+//! # Protocol
+//!
+//! The producer writes a record at `tail` and then publishes it with one atomic swap of
+//! the `tail` word; the consumer reads the records between `head` and `tail` and frees
+//! them with one swap of the `head` word. Whoever writes a word holds the matching
+//! [`RawLock`] (many producers and many consumers may share a ring), and a process
+//! that dies holding one leaves its word as it was: a record is either wholly published
+//! or not at all, and a record is either still there or wholly consumed.
+//!
+//! # Trust
+//!
+//! The shared memory is writable by every process holding the handle, so nothing read
+//! from it is trusted: the distance between `head` and `tail`, a record's length and
+//! kind are checked before use, every offset is masked into the data area, and data
+//! is only ever copied with raw pointer copies of checked lengths. A corrupt ring gives
+//! [`Corrupt`], never an access out of bounds.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::futex::RawLock;
+use crate::spin::cpu_tag;
+
+/// Bytes in a record header.
+pub(crate) const RECORD_HEADER: u32 = 16;
+/// The smallest data area.
+pub(crate) const MIN_RING: usize = 4096;
+/// The largest data area (positions are 32-bit and must stay well apart).
+pub(crate) const MAX_RING: usize = 1 << 30;
+
+/// One cache line of shared state, so that the producer's and the consumer's words do
+/// not share a line.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What only one side of a ring touches: its lock, and its last view of the other
+/// side's word (a lower bound of the real one, so that it reads the other side's line
+/// only when its view says it must). On a line of its own, so that the other side's
+/// reads never pull it away while the lock is taken and released.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Side {
+    pub(crate) lock: RawLock,
+    _pad: AtomicU32,
+    pub(crate) seen: AtomicU64,
+}
+
+/// What one side publishes for the other: its word, and the CPU it last ran on
+/// ([`cpu_tag`]), for a waiter deciding how to spin.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    /// `count << 32 | position`.
+    pub(crate) word: AtomicU64,
+    pub(crate) cpu: AtomicU32,
+}
+
+/// The control block of one ring: each side's private line and published line.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RingControl {
+    /// The producers' lock and their last view of `head`.
+    pub(crate) tx: Line<Side>,
+    /// The producers' word.
+    pub(crate) tail: Line<Published>,
+    /// The consumers' lock and their last view of `tail`.
+    pub(crate) rx: Line<Side>,
+    /// The consumers' word.
+    pub(crate) head: Line<Published>,
+}
+
+/// A word of a ring: a byte position and a count, packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(pub(crate) u64);
+
+impl Word {
+    pub(crate) fn pos(self) -> u32 {
+        self.0 as u32
+    }
+
+    pub(crate) fn count(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    pub(crate) fn new(count: u32, pos: u32) -> Word {
+        Word((u64::from(count) << 32) | u64::from(pos))
+    }
+
+    /// The word after one more record of `bytes` bytes.
+    pub(crate) fn advance(self, bytes: u32) -> Word {
+        Word::new(self.count().wrapping_add(1), self.pos().wrapping_add(bytes))
+    }
+}
+
+/// A record's header, as read from the ring (not yet trusted beyond its bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    pub(crate) len: u32,
+    pub(crate) kind: u32,
+    pub(crate) seq: u64,
+}
+
+/// The shared memory of a ring is not what the protocol allows: a peer wrote garbage
+/// into it (or a bug did). Holds what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) String);
+
+/// The bytes a record of `len` payload bytes takes, header and padding included;
+/// `None` if that does not fit in 32 bits.
+pub(crate) fn record_bytes(len: usize) -> Option<u32> {
+    let padded = len.checked_add(15)? & !15;
+    u32::try_from(padded.checked_add(RECORD_HEADER as usize)?).ok()
+}
+
+/// A ring: its control block and its data area, both in a mapped shared region that
+/// outlives this value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ring<'a> {
+    pub(crate) ctl: &'a RingControl,
+    data: *mut u8,
+    size: u32,
+}
+
+impl<'a> Ring<'a> {
+    /// A ring over `ctl` and the `size` bytes at `data`.
+    ///
+    /// # Safety
+    ///
+    /// `data` must point to `size` bytes of shared memory, mapped for as long as `'a`,
+    /// and `size` must be a power of two between [`MIN_RING`] and [`MAX_RING`].
+    pub(crate) unsafe fn new(ctl: &'a RingControl, data: *mut u8, size: usize) -> Ring<'a> {
+        debug_assert!(size.is_power_of_two() && (MIN_RING..=MAX_RING).contains(&size));
+        Ring {
+            ctl,
+            data,
+            size: size as u32,
+        }
+    }
+
+    fn mask(&self) -> u32 {
+        self.size - 1
+    }
+
+    /// The bytes in use between `head` and `tail`; [`Corrupt`] if more than the ring
+    /// holds or not a whole number of records.
+    pub(crate) fn used(&self, head: Word, tail: Word) -> Result<u32, Corrupt> {
+        let used = tail.pos().wrapping_sub(head.pos());
+        if used > self.size || used % RECORD_HEADER != 0 || head.pos() % RECORD_HEADER != 0 {
+            return Err(Corrupt(format!(
+                "positions {} and {} are {used} bytes apart in a ring of {}",
+                head.pos(),
+                tail.pos(),
+                self.size
+            )));
+        }
+        Ok(used)
+    }
+
+    /// The items between `head` and `tail` (as counted by the two words).
+    pub(crate) fn items(head: Word, tail: Word) -> u32 {
+        tail.count().wrapping_sub(head.count())
+    }
+
+    // --- producer side (the caller holds the tx lock) ---
+
+    /// The free bytes for a producer at `tail`, reading the consumer's `head` only if
+    /// the last one seen leaves less than `wanted`.
+    pub(crate) fn free(&self, tail: Word, wanted: u32) -> Result<u32, Corrupt> {
+        let seen = Word(self.ctl.tx.seen.load(Ordering::Relaxed));
+        if let Ok(used) = self.used(seen, tail) {
+            let free = self.size - used;
+            if free >= wanted {
+                return Ok(free);
+            }
+        }
+        let head = Word(self.ctl.head.word.load(Ordering::Acquire));
+        self.ctl.tx.seen.store(head.0, Ordering::Relaxed);
+        Ok(self.size - self.used(head, tail)?)
+    }
+
+    /// Writes a record at `tail` (which the caller checked has room for
+    /// `record_bytes(payload.len())`), without publishing it; returns the word that
+    /// publishes it.
+    pub(crate) fn write(&self, tail: Word, kind: u32, seq: u64, payload: &[u8]) -> Word {
+        let len = payload.len() as u32;
+        let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
+        debug_assert!(total <= self.size);
+        let first = u64::from(len) | (u64::from(kind) << 32);
+        match self.whole(tail.pos(), 16) {
+            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`).
+            Some(at) => unsafe {
+                let dst = self.data.add(at);
+                dst.cast::<u64>().write_unaligned(first.to_le());
+                dst.add(8).cast::<u64>().write_unaligned(seq.to_le());
+            },
+            None => {
+                let mut header = [0u8; RECORD_HEADER as usize];
+                header[0..8].copy_from_slice(&first.to_le_bytes());
+                header[8..16].copy_from_slice(&seq.to_le_bytes());
+                self.copy_in(tail.pos(), &header);
+            }
+        }
+        let at = tail.pos().wrapping_add(RECORD_HEADER);
+        match self.whole(at, 16) {
+            // A small payload is copied as one 16-byte block: the record's padding
+            // holds it, so nothing past the record is touched.
+            Some(at) if (1..=16).contains(&payload.len()) => {
+                let mut block = [0u8; 16];
+                block[..payload.len()].copy_from_slice(payload);
+                // SAFETY: `at..at + 16` is inside the data area, and inside this
+                // record (a payload of 1 to 16 bytes is padded to 16).
+                unsafe { self.data.add(at).cast::<[u8; 16]>().write_unaligned(block) };
+            }
+            _ => self.copy_in(at, payload),
+        }
+        tail.advance(total)
+    }
+
+    /// The offset of position `pos` if `len` bytes from there do not wrap around the
+    /// end of the data area.
+    fn whole(&self, pos: u32, len: u32) -> Option<usize> {
+        let at = pos & self.mask();
+        (at + len <= self.size).then_some(at as usize)
+    }
+
+    /// Publishes records written up to `tail` (a full barrier, so that a following
+    /// load of a waiter count is ordered after it).
+    pub(crate) fn publish(&self, tail: Word) {
+        self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.tail.cpu);
+    }
+
+    fn copy_in(&self, pos: u32, bytes: &[u8]) {
+        // A record is never larger than the ring (checked by the caller through
+        // `free`), so `bytes` is at most `size` long.
+        let bytes = &bytes[..bytes.len().min(self.size as usize)];
+        let at = (pos & self.mask()) as usize;
+        let first = bytes.len().min(self.size as usize - at);
+        // SAFETY: `at + first <= size` and `bytes.len() - first <= at <= size`: both
+        // copies stay inside the data area, which is mapped for `'a`. Raw copies,
+        // because other processes map the same memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), first);
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr().add(first),
+                self.data,
+                bytes.len() - first,
+            );
+        }
+    }
+
+    // --- consumer side (the caller holds the rx lock) ---
+
+    /// The producer's word, reading the producer's line only if the last one seen
+    /// shows nothing past `head`.
+    pub(crate) fn tail(&self, head: Word) -> Word {
+        let seen = Word(self.ctl.rx.seen.load(Ordering::Relaxed));
+        if seen.pos() != head.pos() && self.used(head, seen).is_ok() {
+            return seen;
+        }
+        self.fresh_tail()
+    }
+
+    /// The producer's word, read from its line.
+    pub(crate) fn fresh_tail(&self) -> Word {
+        let tail = Word(self.ctl.tail.word.load(Ordering::Acquire));
+        self.ctl.rx.seen.store(tail.0, Ordering::Relaxed);
+        tail
+    }
+
+    /// The header of the record at `head`, checked against the bytes in use and the
+    /// kinds `valid_kind` accepts.
+    pub(crate) fn header(
+        &self,
+        head: Word,
+        tail: Word,
+        valid_kind: impl Fn(u32) -> bool,
+    ) -> Result<Option<RecordHeader>, Corrupt> {
+        let used = self.used(head, tail)?;
+        if used == 0 {
+            return Ok(None);
+        }
+        let (first, seq) = match self.whole(head.pos(), 16) {
+            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`); plain
+            // integers accept any bits.
+            Some(at) => unsafe {
+                let src = self.data.add(at);
+                (
+                    u64::from_le(src.cast::<u64>().read_unaligned()),
+                    u64::from_le(src.add(8).cast::<u64>().read_unaligned()),
+                )
+            },
+            None => {
+                let mut raw = [0u8; RECORD_HEADER as usize];
+                self.copy_out(head.pos(), &mut raw);
+                let mut first = [0u8; 8];
+                let mut seq = [0u8; 8];
+                first.copy_from_slice(&raw[0..8]);
+                seq.copy_from_slice(&raw[8..16]);
+                (u64::from_le_bytes(first), u64::from_le_bytes(seq))
+            }
+        };
+        let header = RecordHeader {
+            len: first as u32,
+            kind: (first >> 32) as u32,
+            seq,
+        };
+        let total = record_bytes(header.len as usize);
+        if total.is_none_or(|t| t > used) {
+            return Err(Corrupt(format!(
+                "a record of {} bytes where {used} are in use",
+                header.len
+            )));
+        }
+        if !valid_kind(header.kind) {
+            return Err(Corrupt(format!("a record of unknown kind {}", header.kind)));
+        }
+        Ok(Some(header))
+    }
+
+    /// Appends the payload of the record at `head` (whose header was checked) to `out`.
+    pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
+        let len = (header.len as usize).min(self.size as usize);
+        let at = head.pos().wrapping_add(RECORD_HEADER);
+        if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
+            // SAFETY: `at..at + 16` is inside the data area, and inside the record (a
+            // payload of 1 to 16 bytes is padded to 16; the caller checked the
+            // record against the bytes in use).
+            let block = unsafe { self.data.add(at).cast::<[u8; 16]>().read_unaligned() };
+            out.extend_from_slice(&block[..len]);
+            return;
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        self.copy_out(at, &mut out[start..]);
+    }
+
+    /// The word after the record at `head`.
+    pub(crate) fn after(head: Word, header: &RecordHeader) -> Word {
+        head.advance(record_bytes(header.len as usize).unwrap_or(0))
+    }
+
+    /// Frees the records up to `head` (a full barrier, as `publish`).
+    pub(crate) fn release(&self, head: Word) {
+        self.ctl.head.word.swap(head.0, Ordering::SeqCst);
+        note_cpu(&self.ctl.head.cpu);
+    }
+
+    fn copy_out(&self, pos: u32, out: &mut [u8]) {
+        let len = out.len().min(self.size as usize);
+        let at = (pos & self.mask()) as usize;
+        let first = len.min(self.size as usize - at);
+        // SAFETY: as in `copy_in`, both pieces are inside the data area; `out` is a
+        // private buffer of at least `len` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr().add(first), len - first);
+        }
+    }
+}
+
+/// Records this thread's CPU in `slot` (a line the caller has just written anyway).
+fn note_cpu(slot: &AtomicU32) {
+    let tag = cpu_tag();
+    if slot.load(Ordering::Relaxed) != tag {
+        slot.store(tag, Ordering::Relaxed);
+    }
+}
+
+/// The data area size for a requested buffer of `bytes`: a power of two within
+/// [`MIN_RING`]..=[`MAX_RING`].
+pub(crate) fn ring_size_for(bytes: usize) -> usize {
+    bytes
+        .clamp(MIN_RING, MAX_RING)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_RING)
+        .min(MAX_RING)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Owned {
+        ctl: Box<RingControl>,
+        data: Vec<u8>,
+    }
+
+    impl Owned {
+        fn new(size: usize) -> Owned {
+            Owned {
+                ctl: Box::default(),
+                data: vec![0; size],
+            }
+        }
+
+        fn ring(&mut self) -> Ring<'_> {
+            let size = self.data.len();
+            // SAFETY: the vector is `size` bytes, a power of two, and outlives the ring.
+            unsafe { Ring::new(&self.ctl, self.data.as_mut_ptr(), size) }
+        }
+    }
+
+    fn push(ring: &Ring<'_>, payload: &[u8]) -> bool {
+        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
+        let need = record_bytes(payload.len()).unwrap();
+        if ring.free(tail, need).unwrap() < need {
+            return false;
+        }
+        let next = ring.write(tail, 1, 7, payload);
+        ring.publish(next);
+        true
+    }
+
+    fn pop(ring: &Ring<'_>) -> Option<Vec<u8>> {
+        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
+        let tail = ring.tail(head);
+        let header = ring.header(head, tail, |k| k == 1).unwrap()?;
+        assert_eq!(header.seq, 7);
+        let mut out = Vec::new();
+        ring.read_payload(head, &header, &mut out);
+        ring.release(Ring::after(head, &header));
+        Some(out)
+    }
+
+    #[test]
+    fn records_wrap_around() {
+        let mut owned = Owned::new(4096);
+        let ring = owned.ring();
+        let mut expected = std::collections::VecDeque::new();
+        for i in 0..10_000usize {
+            let payload: Vec<u8> = (0..(i * 37) % 1500).map(|j| (i + j) as u8).collect();
+            while !push(&ring, &payload) {
+                assert_eq!(pop(&ring), expected.pop_front());
+            }
+            expected.push_back(payload);
+        }
+        while let Some(got) = pop(&ring) {
+            assert_eq!(Some(got), expected.pop_front());
+        }
+        assert!(expected.is_empty());
+        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
+        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
+        assert_eq!(Ring::items(head, tail), 0);
+        assert_eq!(tail.count(), 10_000);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_trusted() {
+        let mut owned = Owned::new(4096);
+        {
+            let ring = owned.ring();
+            assert!(push(&ring, b"hello"));
+        }
+        // A length far beyond the ring.
+        owned.data[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let ring = owned.ring();
+        let head = Word(0);
+        let tail = ring.fresh_tail();
+        assert!(ring.header(head, tail, |_| true).is_err());
+        // Positions too far apart.
+        assert!(ring.used(Word(0), Word::new(0, 8192)).is_err());
+        // Not aligned.
+        assert!(ring.used(Word(0), Word::new(0, 8)).is_err());
+        // An unknown kind.
+        let mut owned = Owned::new(4096);
+        let ring = owned.ring();
+        assert!(push(&ring, b"x"));
+        let tail = ring.fresh_tail();
+        assert!(ring.header(Word(0), tail, |k| k == 2).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(record_bytes(0), Some(16));
+        assert_eq!(record_bytes(1), Some(32));
+        assert_eq!(record_bytes(16), Some(32));
+        assert_eq!(record_bytes(17), Some(48));
+        assert_eq!(record_bytes(usize::MAX), None);
+        assert_eq!(ring_size_for(0), MIN_RING);
+        assert_eq!(ring_size_for(5000), 8192);
+        assert_eq!(ring_size_for(usize::MAX), MAX_RING);
+    }
+}
