@@ -134,7 +134,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-pub use multiproc_macros::{process, worker};
+pub use multiproc_macros::{Plain, process, worker};
 pub use multiproc_runtime::*;
 
 // The README's examples run as doctests too.

@@ -310,7 +310,6 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
     Ok(UnixStream::from(owned))
 }
 
-
 /// Borrows a descriptor number for a check that tolerates it being closed.
 fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: the borrow is used only for fcntl/fstat/getsockopt calls made right

@@ -177,7 +177,6 @@ fn check_len(len: usize) -> Result<(), CodecError> {
 #[derive(Debug, Clone)]
 pub(crate) struct PortableFd(Arc<OwnedFd>);
 
-#[allow(dead_code)] // only shared memory uses it yet
 impl PortableFd {
     pub(crate) fn new(fd: OwnedFd) -> Self {
         PortableFd(Arc::new(fd))

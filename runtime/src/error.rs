@@ -25,6 +25,9 @@ pub enum Error {
     Codec(CodecError),
     /// The worker to run is not registered, or registered twice under one key.
     Registry(RegistryError),
+    /// A lock, semaphore, condition, barrier or shared array refused an operation, or
+    /// was created with an argument out of range.
+    Sync(crate::sync::SyncError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -36,6 +39,7 @@ impl fmt::Display for Error {
             Error::Child(e) => e.fmt(f),
             Error::Codec(e) => e.fmt(f),
             Error::Registry(e) => e.fmt(f),
+            Error::Sync(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -48,6 +52,7 @@ impl std::error::Error for Error {
             Error::Child(e) => Some(e),
             Error::Codec(e) => Some(e),
             Error::Registry(e) => Some(e),
+            Error::Sync(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }

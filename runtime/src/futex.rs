@@ -95,11 +95,11 @@ pub(crate) fn process_is_dead(pid: u32) -> bool {
 /// Set in a [`RawLock`] word while a process sleeps waiting for it.
 const WAITERS: u32 = 1 << 31;
 /// Spins before sleeping: a hand-off between two busy processes rarely needs a syscall.
-const SPINS: u32 = 100;
+pub(crate) const SPINS: u32 = 100;
 /// How long a waiter sleeps before it checks that the holder still lives: first, then
 /// from then on.
-const FIRST_CHECK: Duration = Duration::from_millis(10);
-const NEXT_CHECKS: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
+pub(crate) const NEXT_CHECKS: Duration = Duration::from_millis(100);
 
 /// How [`RawLock::lock`] got the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +213,53 @@ impl RawLock {
     pub(crate) fn holder(&self) -> Option<u32> {
         Some(self.word.load(Ordering::Relaxed) & !WAITERS).filter(|pid| *pid != 0)
     }
+
+    /// Releases the lock if this process holds it, waking one sleeper if there is one;
+    /// otherwise leaves it as it is and returns its holder (`None`: it was free).
+    pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
+        let me = current_pid();
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            let pid = word & !WAITERS;
+            if pid != me {
+                return Err(Some(pid).filter(|pid| *pid != 0));
+            }
+            // Only the WAITERS flag can change under us while we hold the lock.
+            match self
+                .word
+                .compare_exchange_weak(word, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if word & WAITERS != 0 {
+                        wake(&self.word, 1);
+                    }
+                    return Ok(());
+                }
+                Err(now) => word = now,
+            }
+        }
+    }
+}
+
+/// The kernel's id of the calling thread, cached per thread (and renewed in a forked
+/// child, whose thread has a new id).
+pub(crate) fn current_tid() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        /// (process id, thread id) as seen when last asked.
+        static IDS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    let pid = current_pid();
+    IDS.with(|ids| {
+        let (seen_pid, tid) = ids.get();
+        if seen_pid == pid && tid != 0 {
+            return tid;
+        }
+        // Thread ids are positive `pid_t`s.
+        let tid = nix::unistd::gettid().as_raw().unsigned_abs();
+        ids.set((pid, tid));
+        tid
+    })
 }
 
 #[cfg(test)]

@@ -21,15 +21,12 @@ mod child;
 mod codec;
 mod context;
 mod error;
-// The shared-memory building blocks of the queues and locks (issues 3 and 4), which
-// are not all in use yet.
-#[allow(dead_code)]
 mod futex;
 mod logging;
 mod process;
 mod registry;
-#[allow(dead_code)]
 mod shm;
+mod sync;
 mod sys;
 mod transport;
 mod wait;
@@ -52,5 +49,12 @@ pub use error::{
 };
 pub use logging::log_to_stderr;
 pub use process::{Process, Sentinel, active_children};
+pub use sync::{
+    Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
+    Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
+    NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
+    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, SyncErrorKind, TryLockError,
+    TryLockResult, Value, ValueGuard, WaitError,
+};
 pub use wait::{Waitable, wait};
 pub use worker::{Failure, Run, RunResult, Worker};

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::process::Process;
 pub use crate::registry::Entry;
+pub use crate::sync::Plain;
 pub use crate::worker::{Failure, Run, RunResult, Worker};
 pub use core::result::Result;
 pub use inventory;
@@ -66,3 +67,7 @@ impl<T: Serialize + DeserializeOwned> Portable for T {}
 
 /// Fails to compile, at the type's span, unless `T` is [`Portable`]. Not public API.
 pub const fn assert_portable<T: Portable>() {}
+
+/// Fails to compile, at the field's type, unless `T` is [`Plain`]. Not public API; used
+/// by `#[derive(Plain)]`.
+pub const fn assert_plain<T: Plain>() {}
