@@ -54,6 +54,10 @@ pub fn process(args: TokenStream, input: TokenStream) -> TokenStream {
 /// The derive checks at compile time that the struct is `#[repr(C)]` (or
 /// `#[repr(transparent)]`), not generic, that every field is `Plain`, and that the
 /// fields leave no padding; it writes the normalization of fields such as `bool`.
+///
+/// The implementation it emits is an `unsafe impl` (marked `#[allow(unsafe_code)]`,
+/// so that a crate that denies unsafe code can use it; a crate that *forbids* it
+/// cannot).
 #[proc_macro_derive(Plain)]
 pub fn derive_plain(input: TokenStream) -> TokenStream {
     plain::expand(input.into()).into()

@@ -102,40 +102,42 @@ fn has_c_layout(attrs: &[Attribute]) -> bool {
 fn emit(item: &DeriveInput, fields: &[(Member, syn::Type)]) -> TokenStream {
     let private = quote!(::multiproc::__private);
     let ident = &item.ident;
-    let members = fields.iter().map(|(m, _)| m);
     let types: Vec<_> = fields.iter().map(|(_, t)| t).collect();
-    // Each field's check sits at its type, so that the error lands there.
-    let field_checks = types
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> const _: () = #private::assert_plain::<#ty>();));
+    // Each field's normalization requires `Plain` of the field's type and sits at it, so
+    // that a field that is not plain gets one error, there.
+    let normalize = fields.iter().map(|(member, ty)| {
+        quote_spanned! {ty.span()=>
+            // SAFETY: the caller gives the bytes of a whole `Self`; the field's address
+            // is taken without a reference (it may be unaligned).
+            unsafe {
+                #private::normalize_field::<#ty>(::core::ptr::addr_of_mut!((*value).#member));
+            }
+        }
+    });
     let message = format!(
         "`{ident}` has padding between or after its fields, which is not plain data: \
          reorder the fields (largest first) or add explicit padding fields"
     );
+    let sum = if types.is_empty() {
+        quote!(0)
+    } else {
+        quote!(#(::core::mem::size_of::<#types>())+*)
+    };
     let padding_check = quote_spanned! {ident.span()=>
-        const _: () = ::core::assert!(
-            ::core::mem::size_of::<#ident>() == 0 #(+ ::core::mem::size_of::<#types>())*,
-            #message
-        );
+        const _: () = ::core::assert!(::core::mem::size_of::<#ident>() == #sum, #message);
     };
     quote! {
         const _: () = {
-            #(#field_checks)*
             #padding_check
 
             // SAFETY: the struct is `repr(C)` (checked by the derive), every field is
-            // `Plain` (checked above), and the fields fill it without padding (checked
-            // above): it is valid for every bit pattern once each field is normalized.
+            // `Plain` (`normalize_field` requires it), and the fields fill it without
+            // padding (checked above): it is valid for every bit pattern once each field
+            // is normalized.
+            #[allow(unsafe_code)]
             unsafe impl #private::Plain for #ident {
                 unsafe fn normalize(value: *mut Self) {
-                    #(
-                        // SAFETY: the caller gives the bytes of a whole `Self`; the
-                        // field's address is taken without a reference (it may be
-                        // unaligned).
-                        unsafe {
-                            #private::Plain::normalize(::core::ptr::addr_of_mut!((*value).#members));
-                        }
-                    )*
+                    #(#normalize)*
                     let _ = value;
                 }
             }

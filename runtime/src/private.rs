@@ -68,6 +68,14 @@ impl<T: Serialize + DeserializeOwned> Portable for T {}
 /// Fails to compile, at the type's span, unless `T` is [`Portable`]. Not public API.
 pub const fn assert_portable<T: Portable>() {}
 
-/// Fails to compile, at the field's type, unless `T` is [`Plain`]. Not public API; used
-/// by `#[derive(Plain)]`.
-pub const fn assert_plain<T: Plain>() {}
+/// Normalizes one field of a struct that derives [`Plain`]; fails to compile, at the
+/// field's type, unless the field is `Plain`. Not public API; used by
+/// `#[derive(Plain)]`.
+///
+/// # Safety
+///
+/// As [`Plain::normalize`].
+pub unsafe fn normalize_field<T: Plain>(field: *mut T) {
+    // SAFETY: the caller's guarantee.
+    unsafe { T::normalize(field) }
+}
