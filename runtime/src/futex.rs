@@ -63,6 +63,7 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
 }
 
 /// This process's id, cached (a getpid call costs more than a whole lock operation).
+#[inline]
 pub(crate) fn current_pid() -> u32 {
     static PID: AtomicU32 = AtomicU32::new(0);
     static AT_FORK: std::sync::Once = std::sync::Once::new();
@@ -129,6 +130,7 @@ pub(crate) struct RawLock {
 
 impl RawLock {
     /// Takes the lock if it is free.
+    #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         self.word
             .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
@@ -203,6 +205,7 @@ impl RawLock {
     }
 
     /// Releases the lock, waking one sleeper if there is one.
+    #[inline]
     pub(crate) fn unlock(&self) {
         if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
             wake(&self.word, 1);
@@ -210,12 +213,14 @@ impl RawLock {
     }
 
     /// The process holding the lock, if any.
+    #[inline]
     pub(crate) fn holder(&self) -> Option<u32> {
         Some(self.word.load(Ordering::Relaxed) & !WAITERS).filter(|pid| *pid != 0)
     }
 
     /// Releases the lock if this process holds it, waking one sleeper if there is one;
     /// otherwise leaves it as it is and returns its holder (`None`: it was free).
+    #[inline]
     pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
         let me = current_pid();
         let mut word = self.word.load(Ordering::Relaxed);
@@ -243,6 +248,7 @@ impl RawLock {
 
 /// The kernel's id of the calling thread, cached per thread (and renewed in a forked
 /// child, whose thread has a new id).
+#[inline]
 pub(crate) fn current_tid() -> u32 {
     use std::cell::Cell;
     thread_local! {

@@ -58,6 +58,7 @@ fn raw_lock(raw: &RawLock, deadline: Option<std::time::Instant>) -> Option<Acqui
 }
 
 /// Marks `poison` when the lock came from a holder that died, and reports it.
+#[inline]
 fn note(poison: &AtomicU32, how: Acquired, what: &str) -> bool {
     if how == Acquired::OwnerDied {
         poison.store(1, Ordering::Relaxed);
@@ -169,6 +170,7 @@ impl Lock {
     /// Acquires the lock, waiting as long as it takes.
     ///
     /// `Err` means acquired, but poisoned: see [the type's docs](Lock#holders-that-die).
+    #[inline]
     pub fn acquire(&self) -> LockResult<()> {
         let st = self.state();
         if st.raw.try_lock() {
@@ -210,6 +212,7 @@ impl Lock {
     ///
     /// Releasing an unlocked lock is an error, as in Python ("semaphore or lock released
     /// too many times"); so is releasing a lock another process holds.
+    #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
         self.state()
             .raw
@@ -386,6 +389,7 @@ impl RLock {
     }
 
     /// Records the calling thread as the owner of the freshly taken lock.
+    #[inline]
     fn take(&self, st: &RLockState, how: Acquired, count: u32) -> bool {
         st.owner_tid.store(current_tid(), Ordering::Relaxed);
         st.count.store(count.max(1), Ordering::Relaxed);
@@ -402,8 +406,12 @@ impl RLock {
     /// Acquires the lock (again, if this thread holds it), waiting as long as it takes.
     ///
     /// `Err` means acquired, but poisoned.
+    #[inline]
     pub fn acquire(&self) -> LockResult<()> {
         let st = self.state();
+        if st.raw.try_lock() {
+            return poisoned(self.take(st, Acquired::Clean, 1), ());
+        }
         if self.is_mine(st) {
             return poisoned(Self::again(st), ());
         }
@@ -444,6 +452,7 @@ impl RLock {
     /// Releases the lock once; it is free when released as many times as acquired.
     ///
     /// Only the holding thread may release it.
+    #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
         let st = self.state();
         if !self.is_mine(st) {
@@ -456,9 +465,9 @@ impl RLock {
         }
         st.count.store(0, Ordering::Relaxed);
         st.owner_tid.store(0, Ordering::Relaxed);
-        st.raw
-            .unlock_if_mine()
-            .map_err(|holder| ReleaseError::not_owner(true, holder))
+        // This process holds it (checked above), and no other can take it meanwhile.
+        st.raw.unlock();
+        Ok(())
     }
 
     /// Acquires the lock and returns a guard that releases it (once) when dropped.

@@ -135,12 +135,12 @@ impl SemCore {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn state(&self) -> &SemState {
         self.shm.get()
     }
 
-    #[inline]
+    #[inline(always)]
     fn slots(&self) -> &[SemSlot] {
         self.shm.table()
     }
@@ -183,27 +183,56 @@ impl SemCore {
         }
     }
 
-    /// Sets the value and one holder count together, journaled.
+    /// The journal's tag for a counter.
+    fn tag(which: Counter) -> u32 {
+        match which {
+            Counter::None => 0,
+            Counter::Slot(i) => i as u32 + 1,
+            Counter::Untracked => UNTRACKED,
+        }
+    }
+
+    /// Sets the value (from `old`) and one holder count together, journaled: a process
+    /// killed half way leaves the journal to undo it.
     #[inline]
-    fn commit(&self, st: &SemState, value: u32, which: Counter, count: u32) {
-        let counter = self.counter(st, which);
-        st.j_value
-            .store(st.value.load(Ordering::Relaxed), Ordering::Relaxed);
-        let (tag, old) = match (which, counter) {
-            (Counter::Slot(i), Some(c)) => (i as u32 + 1, c.load(Ordering::Relaxed)),
-            (Counter::Untracked, Some(c)) => (UNTRACKED, c.load(Ordering::Relaxed)),
-            _ => (0, 0),
-        };
+    fn commit(&self, st: &SemState, old: u32, value: u32, which: Counter, count: u32) {
+        match self.counter(st, which) {
+            Some(c) => Self::journaled(st, old, value, Self::tag(which), c, count),
+            None => {
+                st.j_value.store(old, Ordering::Relaxed);
+                st.j_counter.store(0, Ordering::Relaxed);
+                st.journal.store(1, Ordering::Relaxed);
+                fence(Ordering::Release);
+                st.value.store(value, Ordering::Relaxed);
+                fence(Ordering::Release);
+                st.journal.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// [`commit`](SemCore::commit) of a known counter (tagged `tag` in the journal).
+    #[inline(always)]
+    fn journaled(st: &SemState, old: u32, value: u32, tag: u32, counter: &AtomicU32, count: u32) {
+        st.j_value.store(old, Ordering::Relaxed);
         st.j_counter.store(tag, Ordering::Relaxed);
-        st.j_count.store(old, Ordering::Relaxed);
+        st.j_count
+            .store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
         st.journal.store(1, Ordering::Relaxed);
         fence(Ordering::Release);
         st.value.store(value, Ordering::Relaxed);
-        if let Some(c) = counter {
-            c.store(count, Ordering::Relaxed);
-        }
+        counter.store(count, Ordering::Relaxed);
         fence(Ordering::Release);
         st.journal.store(0, Ordering::Relaxed);
+    }
+
+    /// This process's slot as this handle last found it, if it still is.
+    #[inline(always)]
+    fn cached_slot<'a>(&self, slots: &'a [SemSlot]) -> Option<(usize, &'a SemSlot)> {
+        let cached = self.slot.load(Ordering::Relaxed);
+        let i = cached as u32 as usize;
+        let me = current_pid();
+        let slot = slots.get(i)?;
+        ((cached >> 32) as u32 == me && slot.pid.load(Ordering::Relaxed) == me).then_some((i, slot))
     }
 
     /// Under the internal lock, taken over from a process that died holding it: undoes
@@ -303,7 +332,7 @@ impl SemCore {
             if held > 0 {
                 let value = st.value.load(Ordering::Relaxed);
                 let back = value.saturating_add(held).min(Self::max(st));
-                self.commit(st, back, Counter::Slot(i), 0);
+                self.commit(st, value, back, Counter::Slot(i), 0);
                 st.reclaimed.store(
                     st.reclaimed.load(Ordering::Relaxed).saturating_add(held),
                     Ordering::Relaxed,
@@ -326,17 +355,14 @@ impl SemCore {
     /// Takes a permit (the value is above 0), recording it as this process's.
     #[inline]
     fn take(&self, st: &SemState, value: u32) {
-        let me = current_pid();
-        match self.claim_slot(st, me) {
-            Some(i) => {
-                let held = self.slots()[i].held.load(Ordering::Relaxed);
-                self.commit(st, value - 1, Counter::Slot(i), held.saturating_add(1));
-            }
-            None => {
-                let held = st.untracked.load(Ordering::Relaxed);
-                self.commit(st, value - 1, Counter::Untracked, held.saturating_add(1));
-            }
-        }
+        let which = match self.claim_slot(st, current_pid()) {
+            Some(i) => Counter::Slot(i),
+            None => Counter::Untracked,
+        };
+        let held = self
+            .counter(st, which)
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        self.commit(st, value, value - 1, which, held.saturating_add(1));
     }
 
     /// Adds one to the count of sleepers (`delta` 1) or takes one off (`delta` -1).
@@ -358,7 +384,41 @@ impl SemCore {
         }
     }
 
+    #[inline]
     fn acquire(&self, block: Block) -> bool {
+        let st = self.state();
+        if st.lock.try_lock() {
+            let value = st.value.load(Ordering::Relaxed);
+            if value > 0 {
+                // The common case: this handle knows its process's slot.
+                let slots = self.slots();
+                match self.cached_slot(slots) {
+                    Some((i, slot)) => {
+                        let held = slot.held.load(Ordering::Relaxed);
+                        Self::journaled(
+                            st,
+                            value,
+                            value - 1,
+                            i as u32 + 1,
+                            &slot.held,
+                            held.saturating_add(1),
+                        );
+                    }
+                    None => self.take(st, value),
+                }
+                Self::unlock(st);
+                return true;
+            }
+            Self::unlock(st);
+            if let Block::No = block {
+                return false;
+            }
+        }
+        self.acquire_slow(block)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, block: Block) -> bool {
         let st = self.lock();
         let value = st.value.load(Ordering::Relaxed);
         if value > 0 {
@@ -415,7 +475,32 @@ impl SemCore {
         }
     }
 
+    #[inline]
     fn release(&self) -> Result<(), ReleaseError> {
+        let st = self.state();
+        if st.lock.try_lock() {
+            // The common case: this process gives back one of its own permits.
+            let value = st.value.load(Ordering::Relaxed);
+            let slots = self.slots();
+            if let Some((i, slot)) = self.cached_slot(slots) {
+                let held = slot.held.load(Ordering::Relaxed);
+                if held > 0 && value < Self::max(st) {
+                    Self::journaled(st, value, value + 1, i as u32 + 1, &slot.held, held - 1);
+                    let wake = st.sleepers.load(Ordering::Relaxed) > 0;
+                    Self::unlock(st);
+                    if wake {
+                        futex::wake(&st.value, 1);
+                    }
+                    return Ok(());
+                }
+            }
+            Self::unlock(st);
+        }
+        self.release_slow()
+    }
+
+    #[cold]
+    fn release_slow(&self) -> Result<(), ReleaseError> {
         let st = self.lock();
         let value = st.value.load(Ordering::Relaxed);
         if value >= Self::max(st) {
@@ -442,7 +527,7 @@ impl SemCore {
         let count = self
             .counter(st, which)
             .map_or(0, |c| c.load(Ordering::Relaxed).saturating_sub(1));
-        self.commit(st, value + 1, which, count);
+        self.commit(st, value, value + 1, which, count);
         let wake = st.sleepers.load(Ordering::Relaxed) > 0;
         Self::unlock(st);
         if wake {
