@@ -6,7 +6,9 @@
 //! What lives here: [`Process`] and its lifecycle, the bootstrap that re-executes the
 //! program as a child and dispatches to the registered worker before `main`, the
 //! process context ([`current_process`], [`parent_process`], [`active_children`]),
-//! [`log_to_stderr`], and [`wait`].
+//! [`log_to_stderr`], [`wait`], and the synchronisation primitives and shared values
+//! ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
+//! [`Barrier`], [`Value`], [`Array`]).
 
 #![warn(
     missing_docs,

@@ -485,6 +485,58 @@ mod tests {
     }
 
     #[test]
+    fn reset_breaks_the_waiters_then_the_barrier_passes_again() {
+        let b = Barrier::new(3).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(Duration::from_secs(30)))
+            })
+            .collect();
+        while b.n_waiting() < 2 {
+            std::thread::yield_now();
+        }
+        b.reset();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Err(BrokenBarrierError));
+        }
+        assert!(!b.is_broken());
+        let passing: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(Duration::from_secs(30)))
+            })
+            .collect();
+        let mut indices = vec![b.wait_timeout(Duration::from_secs(30)).unwrap()];
+        indices.extend(passing.into_iter().map(|t| t.join().unwrap().unwrap()));
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_panicking_action_breaks_the_barrier() {
+        #[derive(Clone, Serialize, Deserialize)]
+        struct Boom;
+        impl BarrierAction for Boom {
+            fn run(&self) {
+                panic!("boom");
+            }
+        }
+        let b = Barrier::with_action(2, Boom).unwrap();
+        let other = {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait_timeout(Duration::from_secs(30)))
+        };
+        while b.n_waiting() < 1 {
+            std::thread::yield_now();
+        }
+        let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| b.wait()));
+        assert!(panicked.is_err());
+        assert_eq!(other.join().unwrap(), Err(BrokenBarrierError));
+        assert!(b.is_broken());
+    }
+
+    #[test]
     fn timeout_breaks_and_reset_repairs() {
         let b = Barrier::new(2)
             .unwrap()
