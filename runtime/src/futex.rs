@@ -65,20 +65,38 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
 /// This process's id, cached (a getpid call costs more than a whole lock operation).
 #[inline]
 pub(crate) fn current_pid() -> u32 {
-    static PID: AtomicU32 = AtomicU32::new(0);
-    static AT_FORK: std::sync::Once = std::sync::Once::new();
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
     }
-    AT_FORK.call_once(|| {
-        extern "C" fn forget_pid() {
-            PID.store(0, Ordering::Relaxed);
+    current_pid_slow()
+}
+
+/// The cached id; 0 until known, and again in a forked child.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+#[cold]
+fn current_pid_slow() -> u32 {
+    /// 0: no fork handler yet; 1: a thread is registering it; 2: registered.
+    static AT_FORK: AtomicU32 = AtomicU32::new(0);
+    extern "C" fn forget_pid() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = std::process::id();
+    if AT_FORK.load(Ordering::Acquire) != 2 {
+        // Never wait for the registering thread: a child forked meanwhile would wait
+        // for it forever (the thread does not exist there). Without the handler in
+        // place the id is not cached, so a child can never inherit it.
+        if AT_FORK
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return pid;
         }
         // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
-    let pid = std::process::id();
+        AT_FORK.store(2, Ordering::Release);
+    }
     PID.store(pid, Ordering::Relaxed);
     pid
 }
