@@ -11,9 +11,9 @@
 //!
 //! One command, about a minute. Every figure is the median of several runs (7 for the
 //! loops, 5 for the contended runs and round trips), with p10 and p90 in the details.
-//! Contended runs: two processes (this one and a worker) meet at a `Barrier`, then each
-//! does `N` operations; the figure is `2N` over the time from the first start to the
-//! last end (both read `CLOCK_MONOTONIC`). The Python side is
+//! Contended runs: two processes (this one on CPU 0, a worker on CPU 1) meet at a
+//! `Barrier`, then each does `N` operations; the figure is `2N` over the time from the
+//! first start to the last end (both read `CLOCK_MONOTONIC`). The Python side is
 //! `benches/python/sync_bench.py` ("n/a" without `python3`).
 
 use std::collections::HashMap;
@@ -239,22 +239,34 @@ fn contend_atomic(counter: RawValue<u64>, start: Barrier, n: u64) -> Span {
 }
 
 /// Runs `child` in a worker and `mine` here, `runs` times; nanoseconds per operation
-/// of the pair (2n operations per run).
+/// of the pair (2n operations per run). With two CPUs or more, the worker runs on CPU 1
+/// and this process on CPU 0, so that they really run at the same time (on one CPU
+/// they would take turns, each mostly alone with the lock).
 fn contended(
     runs: usize,
     n: u64,
     spawn: impl Fn(Barrier, u64) -> multiproc::Result<multiproc::Process<Span>>,
     mut mine: impl FnMut(u64),
 ) -> Stats {
+    let saved = sched_getaffinity(Pid::from_raw(0)).expect("the CPU mask");
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let samples = (0..=runs)
         .map(|_| {
             let start = Barrier::new(2).expect("a barrier");
+            // The child inherits the mask it is started with.
+            if two_cpus {
+                pin(Some(1));
+            }
             let child = spawn(start.clone(), n).expect("spawn of the contender");
+            if two_cpus {
+                pin(Some(0));
+            }
             let (t0, t1) = timed(&start, || mine(n));
             let (c0, c1) = child.join_value().expect("the contender's span");
             (t1.max(c1) - t0.min(c0)) as f64 / (2 * n) as f64
         })
         .collect::<Vec<_>>();
+    sched_setaffinity(Pid::from_raw(0), &saved).expect("restoring the CPU mask");
     // The first run warms up.
     Stats::of(samples[1..].to_vec())
 }

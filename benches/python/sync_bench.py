@@ -13,8 +13,9 @@ starting with `#` are comments. Keys:
     lock, rlock, semaphore     acquire() + release() in a loop, one process
     lock_with                  `with lock: pass` in a loop
     value                      `with v.get_lock(): v.value += 1`, v = Value('Q')
-    lock_2p, rlock_2p,         the same, two processes at once (this one and a forked
-    semaphore_2p, value_2p     child), per operation of the pair: wall time / (2 n)
+    lock_2p, rlock_2p,         the same, two processes at once (this one on CPU 0 and a
+    semaphore_2p, value_2p     forked child on CPU 1), per operation of the pair:
+                               wall time / (2 n)
     event_rt_same              Event round trip between two processes on one CPU
     event_rt_apart             the same on two CPUs
 
@@ -87,7 +88,9 @@ def per_op(loop, obj, n, runs):
     return samples
 
 
-def contender(loop, obj, n, barrier, times):
+def contender(loop, obj, n, barrier, times, cpu):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     barrier.wait()
     t0 = time.monotonic_ns()
     loop(obj, n)
@@ -96,21 +99,31 @@ def contender(loop, obj, n, barrier, times):
 
 
 def contended(ctx, loop, obj, n, runs):
+    """As the Rust side: this process on CPU 0, the child on CPU 1 (if there are two)."""
+    saved = os.sched_getaffinity(0)
+    two = len(saved) >= 2
+    if two:
+        os.sched_setaffinity(0, {0})
     samples = []
-    for i in range(runs + 1):
-        barrier = ctx.Barrier(2)
-        times = ctx.Array("Q", 2, lock=False)
-        p = ctx.Process(target=contender, args=(loop, obj, n, barrier, times))
-        p.start()
-        barrier.wait()
-        t0 = time.monotonic_ns()
-        loop(obj, n)
-        t1 = time.monotonic_ns()
-        p.join()
-        if p.exitcode != 0:
-            raise SystemExit(f"contender exited with {p.exitcode}")
-        if i > 0:  # the first run warms up
-            samples.append((max(t1, times[1]) - min(t0, times[0])) / (2 * n))
+    try:
+        for i in range(runs + 1):
+            barrier = ctx.Barrier(2)
+            times = ctx.Array("Q", 2, lock=False)
+            p = ctx.Process(
+                target=contender, args=(loop, obj, n, barrier, times, 1 if two else None)
+            )
+            p.start()
+            barrier.wait()
+            t0 = time.monotonic_ns()
+            loop(obj, n)
+            t1 = time.monotonic_ns()
+            p.join()
+            if p.exitcode != 0:
+                raise SystemExit(f"contender exited with {p.exitcode}")
+            if i > 0:  # the first run warms up
+                samples.append((max(t1, times[1]) - min(t0, times[0])) / (2 * n))
+    finally:
+        os.sched_setaffinity(0, saved)
     return samples
 
 
