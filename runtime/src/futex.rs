@@ -241,7 +241,8 @@ impl RawLock {
     #[inline]
     pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
         let me = current_pid();
-        let mut word = self.word.load(Ordering::Relaxed);
+        // First guess: held by us, no sleeper (saves a load of a contended word).
+        let mut word = me;
         loop {
             let pid = word & !WAITERS;
             if pid != me {

@@ -42,11 +42,10 @@ pub(crate) struct RLockState {
 // SAFETY: repr(C), four atomics.
 unsafe impl Atomics for RLockState {}
 
-/// Takes `raw`, waiting until `deadline` (`None`: as long as it takes).
+/// Takes `raw`, waiting until `deadline` (`None`: as long as it takes). Callers have
+/// tried `try_lock` already; `RawLock::lock` tries again before it spins.
+#[cold]
 fn raw_lock(raw: &RawLock, deadline: Option<std::time::Instant>) -> Option<Acquired> {
-    if raw.try_lock() {
-        return Some(Acquired::Clean);
-    }
     loop {
         match raw.lock(deadline) {
             Some(how) => return Some(how),

@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! One region: the lock's state first when the object has its own lock (an [`RLock`]
-//! by default), then the elements from offset 64 (or the type's alignment, if larger),
-//! or from offset 0 without a lock. A handle holds the region, the offset and the
+//! by default), then the elements from offset 16 (or the type's alignment, if larger:
+//! in the lock's cache line, which a locked update then moves between CPUs alone), or
+//! from offset 0 without a lock. A handle holds the region, the offset and the
 //! length; a handle that arrives from another process is checked against the region's
 //! real size before use.
 //!
@@ -174,13 +175,15 @@ atomic_int!(
     isize => std::sync::atomic::AtomicIsize
 );
 
+/// The alignment of the elements' offset: the type's, and at least 16 (the alignment
+/// of every atomic integer view).
+fn data_align<T>() -> usize {
+    align_of::<T>().max(16)
+}
+
 /// Where elements start after a lock state of `header` bytes (0: no lock).
 fn data_offset<T>(header: usize) -> usize {
-    if header == 0 {
-        0
-    } else {
-        header.next_multiple_of(align_of::<T>().max(64))
-    }
+    header.next_multiple_of(data_align::<T>())
 }
 
 /// `len` elements of `T` at `offset` in a region.
@@ -237,7 +240,7 @@ impl<T: Plain> Cells<T> {
     fn at(region: Arc<SharedRegion>, offset: u64, len: u64) -> Result<Cells<T>, String> {
         let offset = usize::try_from(offset).map_err(|e| e.to_string())?;
         let len = usize::try_from(len).map_err(|e| e.to_string())?;
-        let align = align_of::<T>().max(64);
+        let align = data_align::<T>();
         let end = len
             .checked_mul(size_of::<T>())
             .and_then(|bytes| bytes.checked_add(offset));
@@ -322,7 +325,7 @@ impl<T: Plain> Cells<T> {
         }
         // SAFETY: `T::Atomic` has the size of `T` (checked at compile time) and the
         // alignment of an integer of that size, which the offset satisfies (a multiple
-        // of 64); atomics accept any bits and concurrent access by other processes.
+        // of 16); atomics accept any bits and concurrent access by other processes.
         unsafe { std::slice::from_raw_parts(self.ptr(0).cast::<T::Atomic>(), self.len) }
     }
 }
