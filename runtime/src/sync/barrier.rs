@@ -537,6 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn a_party_that_died_inside_the_internal_lock_breaks_the_barrier() {
+        let b = Barrier::new(2).unwrap();
+        // SAFETY: the child only uses atomics in shared memory, then `_exit`s.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let ok = b.state().lock.try_lock();
+                // SAFETY: ends the forked child at once.
+                unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        assert_eq!(
+            b.wait_timeout(Duration::from_secs(10)),
+            Err(BrokenBarrierError)
+        );
+        assert!(b.is_broken());
+        b.reset();
+        assert!(!b.is_broken());
+    }
+
+    #[test]
     fn timeout_breaks_and_reset_repairs() {
         let b = Barrier::new(2)
             .unwrap()

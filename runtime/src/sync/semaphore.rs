@@ -922,6 +922,39 @@ mod tests {
     }
 
     #[test]
+    fn a_change_cut_short_by_death_is_rolled_back() {
+        let sem = Semaphore::new(1).unwrap();
+        // A forked child takes the internal lock, journals a change, makes half of it
+        // (the value drops, the holder's count does not rise) and dies.
+        // SAFETY: the child only uses atomics in shared memory, then `_exit`s.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let st = sem.core.state();
+                let ok = st.lock.try_lock();
+                st.j_value.store(1, Ordering::Relaxed);
+                st.j_counter.store(UNTRACKED, Ordering::Relaxed);
+                st.j_count.store(0, Ordering::Relaxed);
+                st.journal.store(1, Ordering::Relaxed);
+                st.value.store(0, Ordering::Relaxed);
+                // SAFETY: ends the forked child at once.
+                unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        assert_eq!(sem.value(), 0);
+        // The next user takes the internal lock over and undoes the half change: the
+        // permit is there.
+        assert!(sem.acquire_timeout(Duration::from_secs(10)));
+        assert_eq!(sem.core.state().journal.load(Ordering::Relaxed), 0);
+        assert_eq!(sem.core.state().untracked.load(Ordering::Relaxed), 0);
+        sem.release().unwrap();
+        assert_eq!(sem.value(), 1);
+    }
+
+    #[test]
     fn the_table_has_the_documented_size() {
         assert_eq!(SLOTS, 253);
         let sem = Semaphore::new(1).unwrap();

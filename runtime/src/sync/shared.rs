@@ -710,7 +710,12 @@ impl<T: Plain> RawArray<T> {
         let range = self
             .cells
             .range(start..end.unwrap_or(usize::MAX))
-            .map_err(|_| IndexError::new(end.map_or(usize::MAX, |e| e - 1), self.cells.len))?;
+            .map_err(|_| {
+                IndexError::new(
+                    end.map_or(usize::MAX, |e| e.saturating_sub(1)),
+                    self.cells.len,
+                )
+            })?;
         for (i, v) in range.zip(values) {
             self.cells.write(i, *v);
         }
