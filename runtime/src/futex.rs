@@ -114,7 +114,7 @@ pub(crate) fn process_is_dead(pid: u32) -> bool {
 /// Set in a [`RawLock`] word while a process sleeps waiting for it.
 const WAITERS: u32 = 1 << 31;
 /// Spins before sleeping: a hand-off between two busy processes rarely needs a syscall.
-pub(crate) const SPINS: u32 = 100;
+const SPINS: u32 = 100;
 /// How long a waiter sleeps before it checks that the holder still lives: first, then
 /// from then on.
 pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
