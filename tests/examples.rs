@@ -143,3 +143,23 @@ fn pipe() {
     }
     position(&stdout, "pipe: 3 reports from 3 children");
 }
+
+#[test]
+fn connection_pool() {
+    let out = example("connection_pool");
+    assert!(
+        lines(&out.stdout).contains(
+            &"connection_pool: 120 checkouts by 6 workers, never more than 5 connections at \
+              once, every connection back in the pool"
+                .to_owned()
+        ),
+        "{out:?}"
+    );
+    let stderr = lines(&out.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("[INFO/MainProcess] connections opened: ")),
+        "{stderr:#?}"
+    );
+}

@@ -1,6 +1,6 @@
-//! The attribute macros of [multiproc](https://docs.rs/multiproc): `#[worker]` and
-//! `#[process]`. Use them through the `multiproc` crate, whose documentation tells the
-//! whole story.
+//! The macros of [multiproc](https://docs.rs/multiproc): the attributes `#[worker]`
+//! and `#[process]`, and `#[derive(Plain)]`. Use them through the `multiproc` crate,
+//! whose documentation tells the whole story.
 //!
 //! Each macro parses its item, validates it (errors point at the offending token), and
 //! emits thin glue that calls into `multiproc::__private`; all behaviour lives in the
@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 mod attr;
+mod plain;
 mod process;
 mod worker;
 
@@ -45,4 +46,19 @@ pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn process(args: TokenStream, input: TokenStream) -> TokenStream {
     process::expand(args.into(), input.into()).into()
+}
+
+/// Derives `multiproc::Plain` for a `#[repr(C)]` struct of plain fields without
+/// padding, so that it can live in a shared `Value` or `Array`.
+///
+/// The derive checks at compile time that the struct is `#[repr(C)]` (or
+/// `#[repr(transparent)]`), not generic, that every field is `Plain`, and that the
+/// fields leave no padding; it writes the normalization of fields such as `bool`.
+///
+/// The implementation it emits is an `unsafe impl` (marked `#[allow(unsafe_code)]`,
+/// so that a crate that denies unsafe code can use it; a crate that *forbids* it
+/// cannot).
+#[proc_macro_derive(Plain)]
+pub fn derive_plain(input: TokenStream) -> TokenStream {
+    plain::expand(input.into()).into()
 }

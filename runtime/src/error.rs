@@ -27,6 +27,9 @@ pub enum Error {
     Registry(RegistryError),
     /// A queue or a connection could not do what was asked.
     Channel(ChannelError),
+    /// A lock, semaphore, condition, barrier or shared array refused an operation, or
+    /// was created with an argument out of range.
+    Sync(crate::sync::SyncError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -39,6 +42,7 @@ impl fmt::Display for Error {
             Error::Codec(e) => e.fmt(f),
             Error::Registry(e) => e.fmt(f),
             Error::Channel(e) => e.fmt(f),
+            Error::Sync(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -52,6 +56,7 @@ impl std::error::Error for Error {
             Error::Codec(e) => Some(e),
             Error::Registry(e) => Some(e),
             Error::Channel(e) => Some(e),
+            Error::Sync(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }

@@ -63,21 +63,40 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
 }
 
 /// This process's id, cached (a getpid call costs more than a whole lock operation).
+#[inline]
 pub(crate) fn current_pid() -> u32 {
-    static PID: AtomicU32 = AtomicU32::new(0);
-    static AT_FORK: std::sync::Once = std::sync::Once::new();
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
     }
-    AT_FORK.call_once(|| {
-        extern "C" fn forget_pid() {
-            PID.store(0, Ordering::Relaxed);
+    current_pid_slow()
+}
+
+/// The cached id; 0 until known, and again in a forked child.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+#[cold]
+fn current_pid_slow() -> u32 {
+    /// 0: no fork handler yet; 1: a thread is registering it; 2: registered.
+    static AT_FORK: AtomicU32 = AtomicU32::new(0);
+    extern "C" fn forget_pid() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = std::process::id();
+    if AT_FORK.load(Ordering::Acquire) != 2 {
+        // Never wait for the registering thread: a child forked meanwhile would wait
+        // for it forever (the thread does not exist there). Without the handler in
+        // place the id is not cached, so a child can never inherit it.
+        if AT_FORK
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return pid;
         }
         // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
-    let pid = std::process::id();
+        AT_FORK.store(2, Ordering::Release);
+    }
     PID.store(pid, Ordering::Relaxed);
     pid
 }
@@ -98,8 +117,8 @@ const WAITERS: u32 = 1 << 31;
 const SPINS: u32 = 100;
 /// How long a waiter sleeps before it checks that the holder still lives: first, then
 /// from then on.
-const FIRST_CHECK: Duration = Duration::from_millis(10);
-const NEXT_CHECKS: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
+pub(crate) const NEXT_CHECKS: Duration = Duration::from_millis(100);
 
 /// How [`RawLock::lock`] got the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +148,7 @@ pub(crate) struct RawLock {
 
 impl RawLock {
     /// Takes the lock if it is free.
+    #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         self.word
             .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
@@ -203,6 +223,7 @@ impl RawLock {
     }
 
     /// Releases the lock, waking one sleeper if there is one.
+    #[inline]
     pub(crate) fn unlock(&self) {
         if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
             wake(&self.word, 1);
@@ -210,10 +231,60 @@ impl RawLock {
     }
 
     /// The process holding the lock, if any.
-    #[cfg_attr(not(test), allow(dead_code))] // for the locks of issue 4
+    #[inline]
     pub(crate) fn holder(&self) -> Option<u32> {
         Some(self.word.load(Ordering::Relaxed) & !WAITERS).filter(|pid| *pid != 0)
     }
+
+    /// Releases the lock if this process holds it, waking one sleeper if there is one;
+    /// otherwise leaves it as it is and returns its holder (`None`: it was free).
+    #[inline]
+    pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
+        let me = current_pid();
+        // First guess: held by us, no sleeper (saves a load of a contended word).
+        let mut word = me;
+        loop {
+            let pid = word & !WAITERS;
+            if pid != me {
+                return Err(Some(pid).filter(|pid| *pid != 0));
+            }
+            // Only the WAITERS flag can change under us while we hold the lock.
+            match self
+                .word
+                .compare_exchange_weak(word, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if word & WAITERS != 0 {
+                        wake(&self.word, 1);
+                    }
+                    return Ok(());
+                }
+                Err(now) => word = now,
+            }
+        }
+    }
+}
+
+/// The kernel's id of the calling thread, cached per thread (and renewed in a forked
+/// child, whose thread has a new id).
+#[inline]
+pub(crate) fn current_tid() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        /// (process id, thread id) as seen when last asked.
+        static IDS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    let pid = current_pid();
+    IDS.with(|ids| {
+        let (seen_pid, tid) = ids.get();
+        if seen_pid == pid && tid != 0 {
+            return tid;
+        }
+        // Thread ids are positive `pid_t`s.
+        let tid = nix::unistd::gettid().as_raw().unsigned_abs();
+        ids.set((pid, tid));
+        tid
+    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! What lives here: [`Process`] and its lifecycle, the bootstrap that re-executes the
 //! program as a child and dispatches to the registered worker before `main`, the
 //! process context ([`current_process`], [`parent_process`], [`active_children`]),
-//! [`log_to_stderr`], the queues ([`Queue`], [`JoinableQueue`], [`SimpleQueue`]) and
-//! pipes ([`Pipe`], [`Connection`]) that cross processes, and [`wait`].
+//! [`log_to_stderr`], [`wait`], the queues ([`Queue`], [`JoinableQueue`],
+//! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
+//! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]).
 
 #![warn(
     missing_docs,
@@ -32,6 +34,7 @@ mod registry;
 mod ring;
 mod shm;
 mod spin;
+mod sync;
 mod sys;
 mod transport;
 mod wait;
@@ -59,6 +62,13 @@ pub use process::{Process, Sentinel, active_children};
 pub use queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+};
+pub use sync::{
+    Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
+    Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
+    NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
+    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, SyncErrorKind, TryLockError,
+    TryLockResult, Value, ValueGuard, WaitError,
 };
 pub use wait::{Waitable, wait};
 pub use worker::{Failure, Run, RunResult, Worker};

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::process::Process;
 pub use crate::registry::Entry;
+pub use crate::sync::Plain;
 pub use crate::wait::Watch;
 pub use crate::worker::{Failure, Run, RunResult, Worker};
 pub use core::result::Result;
@@ -67,3 +68,15 @@ impl<T: Serialize + DeserializeOwned> Portable for T {}
 
 /// Fails to compile, at the type's span, unless `T` is [`Portable`]. Not public API.
 pub const fn assert_portable<T: Portable>() {}
+
+/// Normalizes one field of a struct that derives [`Plain`]; fails to compile, at the
+/// field's type, unless the field is `Plain`. Not public API; used by
+/// `#[derive(Plain)]`.
+///
+/// # Safety
+///
+/// As [`Plain::normalize`].
+pub unsafe fn normalize_field<T: Plain>(field: *mut T) {
+    // SAFETY: the caller's guarantee.
+    unsafe { T::normalize(field) }
+}
