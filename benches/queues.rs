@@ -33,7 +33,10 @@
 //! details give p10 and p90 too. It ends with a markdown table (the one in
 //! `benches/README.md`).
 
-use std::collections::HashMap;
+mod common;
+
+use common::{Python, Stats, cpu_model, kernel, python};
+
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -63,39 +66,6 @@ const PYTHON_SCRIPT: &str = concat!(
 // ---------------------------------------------------------------------------------
 // Statistics
 
-/// Median, p10 and p90 of a set of runs, in microseconds per operation.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    n: usize,
-    median: f64,
-    p10: f64,
-    p90: f64,
-}
-
-impl Stats {
-    fn of(per_op_us: &[f64]) -> Stats {
-        let mut xs = per_op_us.to_vec();
-        xs.sort_by(f64::total_cmp);
-        Stats {
-            n: xs.len(),
-            median: quantile(&xs, 0.5),
-            p10: quantile(&xs, 0.1),
-            p90: quantile(&xs, 0.9),
-        }
-    }
-}
-
-/// Linear interpolation between closest ranks (the same as the Python script's).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
-}
-
 /// Runs `run(n)` (which returns the elapsed time of `n` operations) with `n` sized
 /// for [`RUN_TIME`], [`RUNS`] times; microseconds per operation.
 fn measure(run: &mut dyn FnMut(u64) -> Duration) -> Stats {
@@ -112,7 +82,7 @@ fn measure(run: &mut dyn FnMut(u64) -> Duration) -> Stats {
     let runs: Vec<f64> = (0..RUNS)
         .map(|_| run(n).as_secs_f64() * 1e6 / n as f64)
         .collect();
-    Stats::of(&runs)
+    Stats::of(runs)
 }
 
 // ---------------------------------------------------------------------------------
@@ -613,53 +583,6 @@ fn floor_main(args: &[OsString]) {
 // ---------------------------------------------------------------------------------
 // Python
 
-#[derive(Default)]
-struct Python {
-    stats: HashMap<String, Stats>,
-    info: HashMap<String, String>,
-}
-
-fn python() -> Result<Python, String> {
-    let out = Command::new("python3")
-        .arg(PYTHON_SCRIPT)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{PYTHON_SCRIPT} failed: {}", out.status));
-    }
-    let mut found = Python::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [] => {}
-            [first, ..] if first.starts_with('#') => {}
-            ["info", key, value @ ..] => {
-                found.info.insert((*key).to_owned(), value.join(" "));
-            }
-            [key, n, median, p10, p90] => {
-                let num = |s: &str| {
-                    s.parse::<f64>()
-                        .map_err(|e| format!("bad number `{s}` in `{line}`: {e}"))
-                };
-                found.stats.insert(
-                    (*key).to_owned(),
-                    Stats {
-                        n: n.parse()
-                            .map_err(|e| format!("bad count in `{line}`: {e}"))?,
-                        median: num(median)?,
-                        p10: num(p10)?,
-                        p90: num(p90)?,
-                    },
-                );
-            }
-            _ => return Err(format!("unexpected line from the Python script: `{line}`")),
-        }
-    }
-    Ok(found)
-}
-
 // ---------------------------------------------------------------------------------
 // The table
 
@@ -721,24 +644,6 @@ impl Row {
             self.aim,
         );
     }
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn main() {
@@ -819,7 +724,7 @@ fn main() {
     let py = if filter.is_some() {
         Python::default()
     } else {
-        python().unwrap_or_else(|why| {
+        python(PYTHON_SCRIPT, &[]).unwrap_or_else(|why| {
             eprintln!("no Python figures: {why}");
             Python::default()
         })

@@ -23,11 +23,14 @@
 //! after 2 warm-up runs. Each figure is a median; the details give p10 and p90 too. It
 //! ends with a markdown table (the one in `benches/README.md`).
 
-use std::collections::HashMap;
+mod common;
+
+use common::{Python, Stats, cpu_model, kernel, python};
+
 use std::ffi::{CString, OsStr};
 use std::hint::black_box;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
@@ -54,50 +57,6 @@ const PYTHON_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python
 #[multiproc::worker]
 fn noop(x: u64) -> u64 {
     x
-}
-
-/// Median, p10 and p90 of a set of runs, in microseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    n: usize,
-    median: f64,
-    p10: f64,
-    p90: f64,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-        us.sort_by(f64::total_cmp);
-        Stats {
-            n: us.len(),
-            median: quantile(&us, 0.5),
-            p10: quantile(&us, 0.1),
-            p90: quantile(&us, 0.9),
-        }
-    }
-
-    /// The same figures divided by `k` (a batch's figures per process).
-    fn per(self, k: usize) -> Stats {
-        let k = k as f64;
-        Stats {
-            n: self.n,
-            median: self.median / k,
-            p10: self.p10 / k,
-            p90: self.p90 / k,
-        }
-    }
-}
-
-/// Linear interpolation between closest ranks (the same as the Python script's).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 /// `posix_spawn` of this binary with `--floor`, with everything prepared once.
@@ -214,7 +173,8 @@ impl Series {
     }
 
     fn stats(&self) -> Option<(Stats, Stats)> {
-        (!self.ours.is_empty()).then(|| (Stats::of(&self.ours), Stats::of(&self.floor)))
+        (!self.ours.is_empty())
+            .then(|| (Stats::of_micros(&self.ours), Stats::of_micros(&self.floor)))
     }
 }
 
@@ -229,7 +189,7 @@ fn batches(floor: &Floor) -> (Stats, Stats) {
         ours.push(ours_batch());
         base.push(floor.batch());
     }
-    (Stats::of(&ours), Stats::of(&base))
+    (Stats::of_micros(&ours), Stats::of_micros(&base))
 }
 
 /// Pins this thread (the only one that starts children) to CPU 0 and back.
@@ -290,59 +250,6 @@ fn rss_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// What the Python script printed.
-#[derive(Default)]
-struct Python {
-    /// Figures by key (`fork`, `batch32_forkserver`, ...).
-    stats: HashMap<String, Stats>,
-    /// `info` lines by key (`python_version`).
-    info: HashMap<String, String>,
-}
-
-/// Runs the Python script; its figures, or why there are none.
-fn python() -> Result<Python, String> {
-    let out = Command::new("python3")
-        .arg(PYTHON_SCRIPT)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{PYTHON_SCRIPT} failed: {}", out.status));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut stats = HashMap::new();
-    let mut info = HashMap::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [] => {}
-            [first, ..] if first.starts_with('#') => {}
-            ["info", key, value @ ..] => {
-                info.insert((*key).to_owned(), value.join(" "));
-            }
-            [key, n, median, p10, p90] => {
-                let parse = |s: &str| {
-                    s.parse::<f64>()
-                        .map_err(|e| format!("bad number `{s}` in `{line}`: {e}"))
-                };
-                stats.insert(
-                    (*key).to_owned(),
-                    Stats {
-                        n: n.parse()
-                            .map_err(|e| format!("bad count `{n}` in `{line}`: {e}"))?,
-                        median: parse(median)?,
-                        p10: parse(p10)?,
-                        p90: parse(p90)?,
-                    },
-                );
-            }
-            _ => return Err(format!("unexpected line from the Python script: `{line}`")),
-        }
-    }
-    Ok(Python { stats, info })
-}
-
 fn fmt_time(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
@@ -392,24 +299,6 @@ impl Row {
             fmt_ratio(best, self.ours),
         );
     }
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn main() {
@@ -478,7 +367,7 @@ fn main() {
     let Python {
         stats: py,
         info: py_info,
-    } = match python() {
+    } = match python(PYTHON_SCRIPT, &[]) {
         Ok(found) => found,
         Err(why) => {
             eprintln!("no Python figures: {why}");

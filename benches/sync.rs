@@ -16,9 +16,12 @@
 //! first start to the last end (both read `CLOCK_MONOTONIC`). The Python side is
 //! `benches/python/sync_bench.py` ("n/a" without `python3`).
 
-use std::collections::HashMap;
+mod common;
+
+use common::{Python, Stats, cpu_model, kernel, python};
+
 use std::hint::black_box;
-use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -38,38 +41,6 @@ const CONTENDED_RUNS: usize = 5;
 /// Round trips per run.
 const RT_N: u64 = 20_000;
 const RT_RUNS: usize = 5;
-
-/// Median, p10 and p90 of nanoseconds per operation.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    n: usize,
-    median: f64,
-    p10: f64,
-    p90: f64,
-}
-
-impl Stats {
-    fn of(mut ns: Vec<f64>) -> Stats {
-        ns.sort_by(f64::total_cmp);
-        Stats {
-            n: ns.len(),
-            median: quantile(&ns, 0.5),
-            p10: quantile(&ns, 0.1),
-            p90: quantile(&ns, 0.9),
-        }
-    }
-}
-
-/// Linear interpolation between closest ranks (the same as the Python script's).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
-}
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes.
 fn now_ns() -> u64 {
@@ -365,55 +336,6 @@ fn round_trips(my_cpu: Option<usize>, child_cpu: Option<usize>, futex: bool) -> 
 
 // ---------------------------------------------------------------------------------
 
-/// What the Python script printed: ns per operation by key, and `info` lines.
-#[derive(Default)]
-struct Python {
-    stats: HashMap<String, Stats>,
-    info: HashMap<String, String>,
-}
-
-fn python() -> Result<Python, String> {
-    let out = Command::new("python3")
-        .arg(PYTHON_SCRIPT)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{PYTHON_SCRIPT} failed: {}", out.status));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut py = Python::default();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [] => {}
-            [first, ..] if first.starts_with('#') => {}
-            ["info", key, value @ ..] => {
-                py.info.insert((*key).to_owned(), value.join(" "));
-            }
-            [key, n, median, p10, p90] => {
-                let parse = |s: &str| {
-                    s.parse::<f64>()
-                        .map_err(|e| format!("bad number `{s}` in `{line}`: {e}"))
-                };
-                py.stats.insert(
-                    (*key).to_owned(),
-                    Stats {
-                        n: n.parse()
-                            .map_err(|e| format!("bad count `{n}` in `{line}`: {e}"))?,
-                        median: parse(median)?,
-                        p10: parse(p10)?,
-                        p90: parse(p90)?,
-                    },
-                );
-            }
-            _ => return Err(format!("unexpected line from the Python script: `{line}`")),
-        }
-    }
-    Ok(py)
-}
-
 /// How a row reads its figures.
 #[derive(Clone, Copy, PartialEq)]
 enum Unit {
@@ -446,24 +368,6 @@ struct Row {
     floor: Option<Stats>,
     floor_name: &'static str,
     python: Option<Stats>,
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn main() {
@@ -705,7 +609,7 @@ fn main() {
     };
 
     eprintln!("Python ({PYTHON_SCRIPT})...");
-    let Python { stats: py, info } = match python() {
+    let Python { stats: py, info } = match python(PYTHON_SCRIPT, &[]) {
         Ok(found) => found,
         Err(why) => {
             eprintln!("no Python figures: {why}");
