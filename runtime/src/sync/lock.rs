@@ -235,24 +235,12 @@ impl Lock {
 
     /// [`lock`](Lock::lock), if the lock is free.
     pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
-        match self.try_acquire() {
-            Ok(true) => Ok(LockGuard { lock: self }),
-            Ok(false) => Err(TryLockError::WouldBlock),
-            Err(_) => Err(TryLockError::Poisoned(PoisonError::new(LockGuard {
-                lock: self,
-            }))),
-        }
+        guarded(self.try_acquire(), || LockGuard { lock: self })
     }
 
     /// [`lock`](Lock::lock), waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        match self.acquire_timeout(timeout) {
-            Ok(true) => Ok(LockGuard { lock: self }),
-            Ok(false) => Err(TryLockError::WouldBlock),
-            Err(_) => Err(TryLockError::Poisoned(PoisonError::new(LockGuard {
-                lock: self,
-            }))),
-        }
+        guarded(self.acquire_timeout(timeout), || LockGuard { lock: self })
     }
 
     /// Whether a holder died or panicked holding the lock since the poisoning was last
@@ -482,24 +470,12 @@ impl RLock {
 
     /// [`lock`](RLock::lock), if the lock is free or held by this thread.
     pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
-        match self.try_acquire() {
-            Ok(true) => Ok(RLockGuard { lock: self }),
-            Ok(false) => Err(TryLockError::WouldBlock),
-            Err(_) => Err(TryLockError::Poisoned(PoisonError::new(RLockGuard {
-                lock: self,
-            }))),
-        }
+        guarded(self.try_acquire(), || RLockGuard { lock: self })
     }
 
     /// [`lock`](RLock::lock), waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
-        match self.acquire_timeout(timeout) {
-            Ok(true) => Ok(RLockGuard { lock: self }),
-            Ok(false) => Err(TryLockError::WouldBlock),
-            Err(_) => Err(TryLockError::Poisoned(PoisonError::new(RLockGuard {
-                lock: self,
-            }))),
-        }
+        guarded(self.acquire_timeout(timeout), || RLockGuard { lock: self })
     }
 
     /// Whether a holder died or panicked holding the lock since the poisoning was last
@@ -776,6 +752,16 @@ impl sealed::LockOps for RLock {
 
     fn lock_release(&self) -> Result<(), ReleaseError> {
         self.release()
+    }
+}
+
+/// The guard made by `make` for the outcome of an attempt to acquire: held, busy, or
+/// held but poisoned.
+fn guarded<G>(attempt: Result<bool, PoisonError<()>>, make: impl Fn() -> G) -> TryLockResult<G> {
+    match attempt {
+        Ok(true) => Ok(make()),
+        Ok(false) => Err(TryLockError::WouldBlock),
+        Err(_) => Err(TryLockError::Poisoned(PoisonError::new(make()))),
     }
 }
 
