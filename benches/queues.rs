@@ -35,7 +35,7 @@
 
 mod common;
 
-use common::{Python, Stats, cpu_model, kernel, python};
+use common::{Python, Stats, cpu_model, kernel, python, ratio};
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -611,14 +611,6 @@ impl Unit {
     }
 }
 
-/// How many times faster `ours` is than `other` (per operation).
-fn speedup(ours: Option<Stats>, other: Option<Stats>) -> String {
-    match (ours, other) {
-        (Some(a), Some(b)) => format!("{:.2}x", b.median / a.median),
-        _ => "n/a".to_owned(),
-    }
-}
-
 struct Row {
     figure: &'static str,
     unit: Unit,
@@ -636,11 +628,11 @@ impl Row {
             self.figure,
             self.unit.show(self.ours),
             self.unit.show(self.python),
-            speedup(self.ours, self.python),
+            ratio(self.python, self.ours),
             self.unit.show(self.sock),
-            speedup(self.ours, self.sock),
+            ratio(self.sock, self.ours),
             self.unit.show(self.shm),
-            speedup(self.ours, self.shm),
+            ratio(self.shm, self.ours),
             self.aim,
         );
     }

@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::{Python, Stats, cpu_model, kernel, python};
+use common::{Python, Stats, cpu_model, kernel, python, ratio};
 
 use std::ffi::{CString, OsStr};
 use std::hint::black_box;
@@ -264,13 +264,6 @@ fn fmt_opt(s: Option<Stats>) -> String {
     s.map_or_else(|| "n/a".to_owned(), |s| fmt_time(s.median))
 }
 
-fn fmt_ratio(num: Option<Stats>, den: Option<Stats>) -> String {
-    match (num, den) {
-        (Some(a), Some(b)) => format!("{:.2}x", a.median / b.median),
-        _ => "n/a".to_owned(),
-    }
-}
-
 /// One row of the summary table.
 struct Row {
     figure: &'static str,
@@ -292,11 +285,11 @@ impl Row {
             self.figure,
             fmt_opt(self.ours),
             fmt_opt(self.floor),
-            fmt_ratio(self.ours, self.floor),
+            ratio(self.ours, self.floor),
             fmt_opt(self.fork),
             fmt_opt(self.forkserver),
             fmt_opt(self.spawn),
-            fmt_ratio(best, self.ours),
+            ratio(best, self.ours),
         );
     }
 }

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{Python, Stats, cpu_model, kernel, python};
+use common::{Python, Stats, cpu_model, kernel, python, ratio};
 
 use std::hint::black_box;
 
@@ -350,14 +350,6 @@ fn show(unit: Unit, s: Option<Stats>) -> String {
         (_, None) => "n/a".to_owned(),
         (Unit::Mops, Some(s)) => format!("{:.1} M/s", 1e3 / s.median),
         (Unit::Micros, Some(s)) => format!("{:.2} µs", s.median / 1e3),
-    }
-}
-
-/// How many times better `a` is than `b` (per-op times: `b / a`).
-fn ratio(a: Option<Stats>, b: Option<Stats>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2}x", b.median / a.median),
-        _ => "n/a".to_owned(),
     }
 }
 
@@ -743,9 +735,9 @@ fn main() {
             r.figure,
             show(r.unit, r.ours),
             floor,
-            ratio(r.ours, r.floor),
+            ratio(r.floor, r.ours),
             show(r.unit, r.python),
-            ratio(r.ours, r.python),
+            ratio(r.python, r.ours),
         );
     }
     println!();

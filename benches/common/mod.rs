@@ -56,6 +56,14 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
+/// `num / den` of the medians, as `1.23x`; `n/a` when either is missing.
+pub fn ratio(num: Option<Stats>, den: Option<Stats>) -> String {
+    match (num, den) {
+        (Some(a), Some(b)) => format!("{:.2}x", a.median / b.median),
+        _ => "n/a".to_owned(),
+    }
+}
+
 /// What a Python comparison script printed.
 #[derive(Default)]
 pub struct Python {
