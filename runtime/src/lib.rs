@@ -19,26 +19,15 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-mod bootstrap;
-mod child;
-mod codec;
-mod connection;
-mod context;
-mod courier;
-mod error;
-mod futex;
-mod logging;
+// The layers, lowest first: each uses only those above it in this list (see
+// ARCHITECTURE.md and tests/layers.rs).
+mod ipc;
+mod os;
 mod process;
-mod queue;
-mod registry;
-mod ring;
-mod shm;
-mod spin;
 mod sync;
-mod sys;
-mod transport;
-mod wait;
-mod worker;
+mod wire;
+
+mod error;
 
 #[doc(hidden)]
 pub mod __private {
@@ -47,22 +36,25 @@ pub mod __private {
 }
 mod private;
 
-pub use codec::MAX_MESSAGE_LEN;
-pub use connection::{Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError};
-pub use context::{
-    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
-    parent_process,
-};
 pub use error::{
     ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
     Result,
 };
-pub use logging::log_to_stderr;
-pub use process::{Process, Sentinel, active_children};
-pub use queue::{
+pub use ipc::connection::{
+    Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError,
+};
+pub use ipc::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
+pub use ipc::wait::{Waitable, wait};
+pub use process::context::{
+    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
+    parent_process,
+};
+pub use process::handle::{Process, Sentinel, active_children};
+pub use process::logging::log_to_stderr;
+pub use process::worker::{Failure, Run, RunResult, Worker};
 pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
     Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
@@ -70,5 +62,4 @@ pub use sync::{
     SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, SyncErrorKind, TryLockError,
     TryLockResult, Value, ValueGuard, WaitError,
 };
-pub use wait::{Waitable, wait};
-pub use worker::{Failure, Run, RunResult, Worker};
+pub use wire::codec::MAX_MESSAGE_LEN;

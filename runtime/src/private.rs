@@ -8,11 +8,11 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::process::Process;
-pub use crate::registry::Entry;
+pub use crate::ipc::wait::Watch;
+pub use crate::process::handle::Process;
+pub use crate::process::registry::Entry;
+pub use crate::process::worker::{Failure, Run, RunResult, Worker};
 pub use crate::sync::Plain;
-pub use crate::wait::Watch;
-pub use crate::worker::{Failure, Run, RunResult, Worker};
 pub use core::result::Result;
 pub use inventory;
 pub use serde;

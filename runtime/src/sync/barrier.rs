@@ -22,8 +22,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{BrokenBarrierError, SyncError};
 use super::{Atomics, Checks, Shm, passed};
-use crate::futex::{self, Acquired, RawLock, current_pid, process_is_dead};
-use crate::sys;
+use crate::os::futex::{self, Acquired, RawLock};
+use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::sys;
 
 const FILLING: u32 = 0;
 const DRAINING: u32 = 1;
@@ -136,18 +137,18 @@ pub struct Barrier<A: BarrierAction = NoAction> {
 
 impl Barrier<NoAction> {
     /// A barrier for `parties` parties (1 to 65536), without action or default timeout.
-    pub fn new(parties: usize) -> crate::Result<Barrier<NoAction>> {
+    pub fn new(parties: usize) -> crate::error::Result<Barrier<NoAction>> {
         Barrier::create(parties, None)
     }
 }
 
 impl<A: BarrierAction> Barrier<A> {
     /// A barrier whose last party to arrive runs `action`, once per pass.
-    pub fn with_action(parties: usize, action: A) -> crate::Result<Barrier<A>> {
+    pub fn with_action(parties: usize, action: A) -> crate::error::Result<Barrier<A>> {
         Barrier::create(parties, Some(action))
     }
 
-    fn create(parties: usize, action: Option<A>) -> crate::Result<Barrier<A>> {
+    fn create(parties: usize, action: Option<A>) -> crate::error::Result<Barrier<A>> {
         if !(1..=MAX_PARTIES).contains(&parties) {
             return Err(SyncError::invalid_argument(format!(
                 "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"

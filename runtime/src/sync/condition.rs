@@ -20,9 +20,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{LockResult, NotifyError, PoisonError, ReleaseError, WaitError};
 use super::lock::Lockable;
 use super::{Atomics, Checks, Shm, passed};
-use crate::futex::{self, current_pid, current_tid, process_is_dead};
+use crate::os::futex::{self};
+use crate::os::identity::{current_pid, current_tid, process_is_dead};
+use crate::os::sys;
 use crate::sync::RLock;
-use crate::sys;
 
 /// Bytes of a condition's region: four pages (touched only as far as waiters go).
 const REGION_LEN: usize = 16384;
@@ -130,14 +131,14 @@ pub struct Condition<L: Lockable = RLock> {
 
 impl Condition<RLock> {
     /// A new condition over a new [`RLock`], as Python's default.
-    pub fn new() -> crate::Result<Condition<RLock>> {
+    pub fn new() -> crate::error::Result<Condition<RLock>> {
         Condition::with_lock(RLock::new()?)
     }
 }
 
 impl<L: Lockable> Condition<L> {
     /// A new condition over `lock`, which may be shared with other objects.
-    pub fn with_lock(lock: L) -> crate::Result<Condition<L>> {
+    pub fn with_lock(lock: L) -> crate::error::Result<Condition<L>> {
         Ok(Condition {
             lock,
             shm: Shm::create("condition", REGION_LEN - std::mem::size_of::<CondState>())?,

@@ -409,9 +409,9 @@ impl From<IndexError> for SyncError {
 
 macro_rules! into_error {
     ($($ty:ty),*) => {$(
-        impl From<$ty> for crate::Error {
+        impl From<$ty> for crate::error::Error {
             fn from(e: $ty) -> Self {
-                crate::Error::Sync(e.into())
+                crate::error::Error::Sync(e.into())
             }
         }
     )*};
@@ -419,20 +419,20 @@ macro_rules! into_error {
 
 into_error!(ReleaseError, NotifyError, BrokenBarrierError, IndexError);
 
-impl<T> From<PoisonError<T>> for crate::Error {
+impl<T> From<PoisonError<T>> for crate::error::Error {
     fn from(e: PoisonError<T>) -> Self {
-        crate::Error::Sync(e.into())
+        crate::error::Error::Sync(e.into())
     }
 }
 
-impl<T> From<WaitError<T>> for crate::Error {
+impl<T> From<WaitError<T>> for crate::error::Error {
     fn from(e: WaitError<T>) -> Self {
-        crate::Error::Sync(e.into())
+        crate::error::Error::Sync(e.into())
     }
 }
 
-impl From<SyncError> for crate::Error {
+impl From<SyncError> for crate::error::Error {
     fn from(e: SyncError) -> Self {
-        crate::Error::Sync(e)
+        crate::error::Error::Sync(e)
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Atomics, Shm};
-use crate::futex::{self, Wait};
-use crate::sys;
+use crate::os::futex::{self, Wait};
+use crate::os::sys;
 
 /// Set in the event's word while the flag is set.
 const SET: u32 = 1;
@@ -71,7 +71,7 @@ pub struct Event {
 
 impl Event {
     /// A new event, clear.
-    pub fn new() -> crate::Result<Event> {
+    pub fn new() -> crate::error::Result<Event> {
         Ok(Event {
             shm: Shm::create("event", 0)?,
         })

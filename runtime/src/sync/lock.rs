@@ -11,9 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{LockResult, PoisonError, ReleaseError, TryLockError, TryLockResult};
 use super::{Atomics, Shm};
-use crate::futex::{Acquired, RawLock, current_pid, current_tid};
-use crate::shm::SharedRegion;
-use crate::sys;
+use crate::os::futex::{Acquired, RawLock};
+use crate::os::identity::{current_pid, current_tid};
+use crate::os::shm::SharedRegion;
+use crate::os::sys;
 
 /// The state of a [`Lock`] in shared memory.
 #[repr(C)]
@@ -151,7 +152,7 @@ pub struct Lock {
 
 impl Lock {
     /// A new, unlocked lock.
-    pub fn new() -> crate::Result<Lock> {
+    pub fn new() -> crate::error::Result<Lock> {
         Ok(Lock {
             shm: Shm::create("lock", 0)?,
         })
@@ -357,7 +358,7 @@ pub struct RLock {
 
 impl RLock {
     /// A new, unlocked re-entrant lock.
-    pub fn new() -> crate::Result<RLock> {
+    pub fn new() -> crate::error::Result<RLock> {
         Ok(RLock {
             shm: Shm::create("rlock", 0)?,
         })

@@ -28,8 +28,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{ReleaseError, SyncError};
 use super::{Atomics, Checks, Shm, passed};
-use crate::futex::{self, Acquired, RawLock, current_pid, process_is_dead};
-use crate::sys;
+use crate::os::futex::{self, Acquired, RawLock};
+use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::sys;
 
 /// The largest value a semaphore can have: 2147483647, as POSIX's `SEM_VALUE_MAX` on
 /// Linux. Releasing a [`Semaphore`] at this value is an error.
@@ -126,7 +127,7 @@ impl Clone for SemCore {
 }
 
 impl SemCore {
-    fn new(name: &str, value: u32, max: u32) -> crate::Result<SemCore> {
+    fn new(name: &str, value: u32, max: u32) -> crate::error::Result<SemCore> {
         if value > SEM_VALUE_MAX {
             return Err(SyncError::invalid_argument(format!(
                 "semaphore initial value must be at most {SEM_VALUE_MAX}, not {value}"
@@ -723,7 +724,7 @@ pub struct Semaphore {
 
 impl Semaphore {
     /// A semaphore with `value` permits (at most [`SEM_VALUE_MAX`]).
-    pub fn new(value: u32) -> crate::Result<Semaphore> {
+    pub fn new(value: u32) -> crate::error::Result<Semaphore> {
         Ok(Semaphore {
             core: SemCore::new("semaphore", value, SEM_VALUE_MAX)?,
         })
@@ -777,7 +778,7 @@ pub struct BoundedSemaphore {
 
 impl BoundedSemaphore {
     /// A semaphore with `value` permits (at most [`SEM_VALUE_MAX`]), never more.
-    pub fn new(value: u32) -> crate::Result<BoundedSemaphore> {
+    pub fn new(value: u32) -> crate::error::Result<BoundedSemaphore> {
         Ok(BoundedSemaphore {
             core: SemCore::new("bounded-semaphore", value, value)?,
         })

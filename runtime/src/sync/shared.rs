@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{IndexError, LockResult, PoisonError, SyncError};
 use super::lock::{Lockable, RLock, sealed::LockOps, sealed::Place};
-use crate::shm::SharedRegion;
+use crate::os::shm::SharedRegion;
 
 /// Plain data, which can live in shared memory: integers, floats, `bool`, `char`,
 /// arrays of plain data, and `#[repr(C)]` structs of plain data without padding.
@@ -207,7 +207,7 @@ impl<T> Clone for Cells<T> {
 
 impl<T: Plain> Cells<T> {
     /// A zeroed region with `header` bytes for a lock, then `len` elements.
-    fn create(name: &str, header: usize, len: usize) -> crate::Result<Cells<T>> {
+    fn create(name: &str, header: usize, len: usize) -> crate::error::Result<Cells<T>> {
         if align_of::<T>() > 4096 {
             return Err(SyncError::invalid_argument(format!(
                 "`{}` is aligned to {} bytes, more than a page",
@@ -386,7 +386,7 @@ pub struct RawValue<T: Plain> {
 
 impl<T: Plain> RawValue<T> {
     /// A new shared value.
-    pub fn new(value: T) -> crate::Result<RawValue<T>> {
+    pub fn new(value: T) -> crate::error::Result<RawValue<T>> {
         let cells = Cells::create("raw-value", 0, 1)?;
         cells.write(0, value);
         Ok(RawValue { cells })
@@ -501,7 +501,7 @@ pub struct Value<T: Plain, L: Lockable = RLock> {
 
 impl<T: Plain> Value<T> {
     /// A new shared value with its own [`RLock`].
-    pub fn new(value: T) -> crate::Result<Value<T>> {
+    pub fn new(value: T) -> crate::error::Result<Value<T>> {
         let cells = Cells::create("value", RLock::STATE_LEN, 1)?;
         cells.write(0, value);
         let lock = RLock::at(Place {
@@ -518,7 +518,7 @@ impl<T: Plain> Value<T> {
 
 impl<T: Plain, L: Lockable> Value<T, L> {
     /// A new shared value guarded by `lock` (which other objects may share).
-    pub fn with_lock(value: T, lock: L) -> crate::Result<Value<T, L>> {
+    pub fn with_lock(value: T, lock: L) -> crate::error::Result<Value<T, L>> {
         Ok(Value {
             raw: RawValue::new(value)?,
             lock,
@@ -659,7 +659,7 @@ pub struct RawArray<T: Plain> {
 
 impl<T: Plain> RawArray<T> {
     /// A new shared array holding a copy of `values`.
-    pub fn from_slice(values: &[T]) -> crate::Result<RawArray<T>> {
+    pub fn from_slice(values: &[T]) -> crate::error::Result<RawArray<T>> {
         let array = RawArray::zeroed(values.len())?;
         for (i, v) in values.iter().enumerate() {
             array.cells.write(i, *v);
@@ -668,7 +668,7 @@ impl<T: Plain> RawArray<T> {
     }
 
     /// A new shared array of `len` elements whose bits are all zero (0, 0.0, `false`).
-    pub fn zeroed(len: usize) -> crate::Result<RawArray<T>> {
+    pub fn zeroed(len: usize) -> crate::error::Result<RawArray<T>> {
         Ok(RawArray {
             cells: Cells::create("raw-array", 0, len)?,
         })
@@ -818,7 +818,7 @@ pub struct Array<T: Plain, L: Lockable = RLock> {
 
 impl<T: Plain> Array<T> {
     /// A new shared array holding a copy of `values`, with its own [`RLock`].
-    pub fn from_slice(values: &[T]) -> crate::Result<Array<T>> {
+    pub fn from_slice(values: &[T]) -> crate::error::Result<Array<T>> {
         let array = Array::zeroed(values.len())?;
         for (i, v) in values.iter().enumerate() {
             array.raw.cells.write(i, *v);
@@ -827,7 +827,7 @@ impl<T: Plain> Array<T> {
     }
 
     /// A new shared array of `len` zeroed elements, with its own [`RLock`].
-    pub fn zeroed(len: usize) -> crate::Result<Array<T>> {
+    pub fn zeroed(len: usize) -> crate::error::Result<Array<T>> {
         let cells = Cells::create("array", RLock::STATE_LEN, len)?;
         let lock = RLock::at(Place {
             region: cells.region.clone(),
@@ -843,7 +843,7 @@ impl<T: Plain> Array<T> {
 
 impl<T: Plain, L: Lockable> Array<T, L> {
     /// A new shared array holding a copy of `values`, guarded by `lock`.
-    pub fn with_lock(values: &[T], lock: L) -> crate::Result<Array<T, L>> {
+    pub fn with_lock(values: &[T], lock: L) -> crate::error::Result<Array<T, L>> {
         Ok(Array {
             raw: RawArray::from_slice(values)?,
             lock,
@@ -1044,10 +1044,10 @@ mod tests {
     #[test]
     fn handles_cross_as_their_region() {
         let v = Value::new(5u16).unwrap();
-        let encoded = crate::codec::encode(&v).unwrap();
+        let encoded = crate::wire::codec::encode(&v).unwrap();
         // The lock lives in the value's region: one descriptor.
         assert_eq!(encoded.fds.len(), 1);
-        let w: Value<u16> = crate::codec::decode(&encoded.bytes, encoded.fds).unwrap();
+        let w: Value<u16> = crate::wire::codec::decode(&encoded.bytes, encoded.fds).unwrap();
         w.set(6);
         assert_eq!(v.get(), 6);
         let held = w.lock().unwrap();
@@ -1056,10 +1056,10 @@ mod tests {
 
         let shared_lock = crate::sync::Lock::new().unwrap();
         let a = Array::with_lock(&[1u8, 2], shared_lock.clone()).unwrap();
-        let encoded = crate::codec::encode(&a).unwrap();
+        let encoded = crate::wire::codec::encode(&a).unwrap();
         assert_eq!(encoded.fds.len(), 2);
         let b: Array<u8, crate::sync::Lock> =
-            crate::codec::decode(&encoded.bytes, encoded.fds).unwrap();
+            crate::wire::codec::decode(&encoded.bytes, encoded.fds).unwrap();
         let _g = b.lock().unwrap();
         assert!(shared_lock.is_locked());
     }
@@ -1067,11 +1067,12 @@ mod tests {
     #[test]
     fn a_forged_length_is_refused() {
         let a = RawArray::<u64>::zeroed(4).unwrap();
-        let region = crate::codec::encode(&*a.cells.region).unwrap();
-        let (fd_index, len): (u32, u64) = crate::codec::decode_record(&region.bytes).unwrap();
+        let region = crate::wire::codec::encode(&*a.cells.region).unwrap();
+        let (fd_index, len): (u32, u64) = crate::wire::codec::decode_record(&region.bytes).unwrap();
         // The same region, announced with far more elements than it holds.
-        let forged = crate::codec::encode_record(&((fd_index, len), 0u64, 1u64 << 40)).unwrap();
-        let err = crate::codec::decode::<RawArray<u64>>(&forged, region.fds).unwrap_err();
+        let forged =
+            crate::wire::codec::encode_record(&((fd_index, len), 0u64, 1u64 << 40)).unwrap();
+        let err = crate::wire::codec::decode::<RawArray<u64>>(&forged, region.fds).unwrap_err();
         assert!(err.to_string().contains("no room"), "{err}");
     }
 }

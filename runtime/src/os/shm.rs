@@ -3,21 +3,22 @@
 //! A region is a `memfd` (no name in `/dev/shm`, so nothing is left behind whatever
 //! way the processes end), sized once and sealed against resizing, then mapped
 //! `MAP_SHARED`. It crosses to another process as its descriptor (see
-//! [`PortableFd`](crate::codec::PortableFd)); the receiver checks the size and the seals
+//! [`PortableFd`]); the receiver checks the size and the seals
 //! before mapping it, so a peer cannot make later accesses fault by shrinking it.
 
+use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use nix::sys::stat::fstat;
 use nix::unistd::ftruncate;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::PortableFd;
+use crate::os::fd::PortableFd;
 
 /// A mapped region of shared memory, zero-filled when created.
 #[derive(Debug)]
@@ -65,7 +66,7 @@ impl SharedRegion {
     }
 
     /// Checks that `fd` is at least `len` bytes and sealed against shrinking.
-    fn check(fd: &PortableFd, len: NonZeroUsize) -> std::io::Result<()> {
+    pub(crate) fn check(fd: &PortableFd, len: NonZeroUsize) -> std::io::Result<()> {
         let size = fstat(fd.as_fd())?.st_size;
         if u64::try_from(size).unwrap_or(0) < len.get() as u64 {
             return Err(invalid(format!(
@@ -79,7 +80,7 @@ impl SharedRegion {
         Ok(())
     }
 
-    fn map(fd: PortableFd, len: NonZeroUsize) -> std::io::Result<SharedRegion> {
+    pub(crate) fn map(fd: PortableFd, len: NonZeroUsize) -> std::io::Result<SharedRegion> {
         // SAFETY: a fresh shared mapping of a descriptor whose size is at least `len`
         // and can no longer shrink.
         let ptr = unsafe {
@@ -110,6 +111,11 @@ impl SharedRegion {
     }
 
     /// Its size in bytes.
+    /// The descriptor of the memfd.
+    pub(crate) fn fd(&self) -> &PortableFd {
+        &self.fd
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len.get()
     }
@@ -145,48 +151,106 @@ impl Drop for SharedRegion {
     }
 }
 
-impl Serialize for SharedRegion {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (&self.fd, self.len.get() as u64).serialize(serializer)
+/// A `repr(C)` type made only of atomics (or arrays of them), to be placed in shared
+/// memory.
+///
+/// # Safety
+///
+/// Every bit pattern must be a valid value, the type must need no drop, and every access
+/// to it must go through its atomics: other processes read and write it concurrently.
+pub(crate) unsafe trait Atomics: Sized + 'static {}
+
+// SAFETY: an atomic.
+unsafe impl Atomics for std::sync::atomic::AtomicU32 {}
+
+/// The state `H` of one object at `offset` in a shared region, possibly followed by a
+/// table (see [`Shm::table`]). Clones share the region.
+pub(crate) struct Shm<H> {
+    region: Arc<SharedRegion>,
+    offset: usize,
+    state: PhantomData<fn() -> H>,
+}
+
+impl<H> Clone for Shm<H> {
+    fn clone(&self) -> Self {
+        Shm {
+            region: self.region.clone(),
+            offset: self.offset,
+            state: PhantomData,
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for SharedRegion {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let (fd, len): (PortableFd, u64) = Deserialize::deserialize(deserializer)?;
-        let len = usize::try_from(len)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| D::Error::custom("a shared region of no size"))?;
-        SharedRegion::check(&fd, len).map_err(D::Error::custom)?;
-        SharedRegion::map(fd, len).map_err(D::Error::custom)
+impl<H: Atomics> Shm<H> {
+    /// A new region named `name` holding a zeroed `H` followed by `tail` bytes.
+    pub(crate) fn create(name: &str, tail: usize) -> std::io::Result<Shm<H>> {
+        let len = std::mem::size_of::<H>()
+            .checked_add(tail)
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
+        let region = SharedRegion::new(name, len.max(1))?;
+        Ok(Shm {
+            region: Arc::new(region),
+            offset: 0,
+            state: PhantomData,
+        })
+    }
+
+    /// The `H` at `offset` in `region`, if it fits there and is aligned.
+    pub(crate) fn at(region: Arc<SharedRegion>, offset: usize) -> Result<Shm<H>, String> {
+        let fits = offset
+            .checked_add(std::mem::size_of::<H>())
+            .is_some_and(|end| end <= region.len());
+        if !fits || offset % std::mem::align_of::<H>() != 0 {
+            return Err(format!(
+                "no room for a {} at offset {offset} of a shared region of {} bytes",
+                std::any::type_name::<H>(),
+                region.len()
+            ));
+        }
+        Ok(Shm {
+            region,
+            offset,
+            state: PhantomData,
+        })
+    }
+
+    /// The state.
+    #[inline]
+    pub(crate) fn get(&self) -> &H {
+        // SAFETY: `create` and `at` checked that an aligned `H` fits at `offset`; `H` is
+        // `Atomics`, valid for any bits and safe to share; the mapping lives as long as
+        // `self.region`.
+        unsafe { self.region.get(self.offset) }
+    }
+
+    /// The `E`s that fill the region after the state, as many as fit (the region's
+    /// length, checked when it was mapped, bounds the table: never a count read from
+    /// shared memory).
+    pub(crate) fn table<E: Atomics>(&self) -> &[E] {
+        let size = std::mem::size_of::<E>();
+        let align = std::mem::align_of::<E>();
+        let start = (self.offset + std::mem::size_of::<H>()).next_multiple_of(align);
+        let len = self.region.len().saturating_sub(start) / size.max(1);
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: `start` is aligned for `E` (the region starts on a page) and
+        // `start + len * size` is within the region; `E` is `Atomics`.
+        unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(start).cast::<E>(), len) }
+    }
+
+    pub(crate) fn region(&self) -> &Arc<SharedRegion> {
+        &self.region
+    }
+
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    #[test]
-    fn a_region_crosses_as_its_descriptor() {
-        let region = SharedRegion::new("test", 4096).unwrap();
-        // SAFETY: offset 0 is aligned and in bounds; AtomicU64 accepts any bits.
-        unsafe { region.get::<AtomicU64>(0) }.store(42, Ordering::SeqCst);
-        let encoded = crate::codec::encode(&region).unwrap();
-        let other: SharedRegion = crate::codec::decode(&encoded.bytes, encoded.fds).unwrap();
-        assert_ne!(other.as_ptr(), region.as_ptr());
-        // SAFETY: as above.
-        let seen = unsafe { other.get::<AtomicU64>(0) };
-        assert_eq!(seen.load(Ordering::SeqCst), 42);
-        seen.store(7, Ordering::SeqCst);
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { region.get::<AtomicU64>(0) }.load(Ordering::SeqCst),
-            7
-        );
-    }
 
     #[test]
     fn a_region_cannot_be_resized() {

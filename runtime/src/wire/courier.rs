@@ -25,7 +25,7 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{MAX_FDS, PortableFd};
+use crate::wire::codec::{MAX_FDS, PortableFd};
 
 /// The two ends of a courier.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! die without wedging the others.
 //!
 //! These are the building blocks of the cross-process queues and locks: they live in a
-//! [`SharedRegion`](crate::shm::SharedRegion), so every futex here is a shared (not
+//! [`SharedRegion`](crate::os::shm::SharedRegion), so every futex here is a shared (not
 //! process-private) one.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::libc;
 
-use crate::sys;
+use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::sys;
 
 /// How a futex wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,55 +61,6 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access it.
     let res = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
     u32::try_from(res).unwrap_or(0)
-}
-
-/// This process's id, cached (a getpid call costs more than a whole lock operation).
-#[inline]
-pub(crate) fn current_pid() -> u32 {
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    current_pid_slow()
-}
-
-/// The cached id; 0 until known, and again in a forked child.
-static PID: AtomicU32 = AtomicU32::new(0);
-
-#[cold]
-fn current_pid_slow() -> u32 {
-    /// 0: no fork handler yet; 1: a thread is registering it; 2: registered.
-    static AT_FORK: AtomicU32 = AtomicU32::new(0);
-    extern "C" fn forget_pid() {
-        PID.store(0, Ordering::Relaxed);
-    }
-    let pid = std::process::id();
-    if AT_FORK.load(Ordering::Acquire) != 2 {
-        // Never wait for the registering thread: a child forked meanwhile would wait
-        // for it forever (the thread does not exist there). Without the handler in
-        // place the id is not cached, so a child can never inherit it.
-        if AT_FORK
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return pid;
-        }
-        // SAFETY: registers a handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-        AT_FORK.store(2, Ordering::Release);
-    }
-    PID.store(pid, Ordering::Relaxed);
-    pid
-}
-
-/// Whether process `pid` has ended: gone, or a zombie its parent has not reaped yet.
-pub(crate) fn process_is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(_) => true,
-    }
 }
 
 /// Set in a [`RawLock`] word while a process sleeps waiting for it.
@@ -265,32 +217,47 @@ impl RawLock {
     }
 }
 
-/// The kernel's id of the calling thread, cached per thread (and renewed in a forked
-/// child, whose thread has a new id).
-#[inline]
-pub(crate) fn current_tid() -> u32 {
-    use std::cell::Cell;
-    thread_local! {
-        /// (process id, thread id) as seen when last asked.
-        static IDS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
-    }
-    let pid = current_pid();
-    IDS.with(|ids| {
-        let (seen_pid, tid) = ids.get();
-        if seen_pid == pid && tid != 0 {
-            return tid;
+/// Sleep slices of a waiter that checks now and then for processes that died: the
+/// first short, the next ones longer (as [`RawLock`](RawLock) does).
+pub(crate) struct Checks {
+    next: std::time::Instant,
+}
+
+impl Checks {
+    pub(crate) fn new() -> Checks {
+        Checks {
+            next: std::time::Instant::now() + crate::os::futex::FIRST_CHECK,
         }
-        // Thread ids are positive `pid_t`s.
-        let tid = nix::unistd::gettid().as_raw().unsigned_abs();
-        ids.set((pid, tid));
-        tid
-    })
+    }
+
+    /// When to wake up at the latest: the next check, or `deadline` if sooner.
+    pub(crate) fn until(&self, deadline: Option<std::time::Instant>) -> std::time::Instant {
+        match deadline {
+            Some(d) if d < self.next => d,
+            _ => self.next,
+        }
+    }
+
+    /// Whether a check is due now; if so, schedules the next one.
+    pub(crate) fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = now + crate::os::futex::NEXT_CHECKS;
+        true
+    }
+}
+
+/// Whether `deadline` (`None`: never) has passed.
+pub(crate) fn passed(deadline: Option<std::time::Instant>) -> bool {
+    deadline.is_some_and(|d| std::time::Instant::now() >= d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::SharedRegion;
+    use crate::os::shm::SharedRegion;
     use std::sync::Arc;
 
     /// Runs `f` in a forked child that then ends at once, and reaps it.
@@ -396,8 +363,8 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         // Exited but not reaped: a zombie counts as dead.
-        let fd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)).unwrap();
-        crate::sys::poll_until(
+        let fd = crate::os::sys::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)).unwrap();
+        crate::os::sys::poll_until(
             &[(std::os::fd::AsFd::as_fd(&fd), nix::poll::PollFlags::POLLIN)],
             None,
         )

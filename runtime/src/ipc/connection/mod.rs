@@ -53,16 +53,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
-use crate::codec::{self, MAX_MESSAGE_LEN, PortableFd};
-use crate::error::{ChannelError, CodecError, CodecErrorKind, Error, Result};
-use crate::futex::{Acquired, RawLock};
-use crate::queue::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
-use crate::ring::{self, Line, Ring, RingControl, Word};
-use crate::shm::SharedRegion;
-use crate::spin::Spinner;
-use crate::sys;
-use crate::transport::{self, FrameError, FrameReader};
-use crate::wait::{Waitable, Watch};
+use crate::error::{Error, Result};
+use crate::ipc::error::ChannelError;
+use crate::ipc::queue::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
+use crate::ipc::ring::{self, Line, Ring, RingControl, Word};
+use crate::ipc::spin::Spinner;
+use crate::ipc::wait::{Waitable, Watch};
+use crate::os::futex::{Acquired, RawLock};
+use crate::os::shm::SharedRegion;
+use crate::os::sys;
+use crate::wire::codec::{self, MAX_MESSAGE_LEN, PortableFd};
+use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::frames::{self, FrameError, FrameReader};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mppipe01");
 const DATA_OFFSET: usize = 4096;
@@ -484,7 +486,7 @@ struct Inner {
 }
 
 fn hash_of(type_name: &str) -> u64 {
-    crate::queue::raw::type_hash(type_name)
+    crate::ipc::queue::raw::type_hash(type_name)
 }
 
 /// Holds a ring lock, and releases it when dropped.
@@ -689,7 +691,7 @@ impl Inner {
             }
             _ => {
                 let seq_bytes = u64::from(seq).to_le_bytes();
-                match transport::send_frame(self.socket.as_fd(), &[&seq_bytes, bytes], &fds) {
+                match frames::send_frame(self.socket.as_fd(), &[&seq_bytes, bytes], &fds) {
                     Ok(()) => {}
                     Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
                     Err(e) => return Err(SendFail::Failed(e.into())),
@@ -1313,12 +1315,12 @@ mod tests {
         let (a, b) = Pipe::<u32>::new().unwrap();
         let (c, d) = Pipe::<u32>::new().unwrap();
         assert!(
-            crate::wait(&[&b, &d], Some(Duration::from_millis(20)))
+            crate::ipc::wait::wait(&[&b, &d], Some(Duration::from_millis(20)))
                 .unwrap()
                 .is_empty()
         );
         c.send(1).unwrap();
-        assert_eq!(crate::wait(&[&b, &d], None).unwrap(), [1]);
+        assert_eq!(crate::ipc::wait::wait(&[&b, &d], None).unwrap(), [1]);
         assert_eq!(d.recv().unwrap(), 1);
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -1326,14 +1328,14 @@ mod tests {
             a
         });
         assert_eq!(
-            crate::wait(&[&b, &d], Some(Duration::from_secs(10))).unwrap(),
+            crate::ipc::wait::wait(&[&b, &d], Some(Duration::from_secs(10))).unwrap(),
             [0]
         );
         assert_eq!(b.recv().unwrap(), 2);
         drop(sender.join().unwrap());
         // The peer is gone: ready (a receive will not block).
         assert_eq!(
-            crate::wait(&[&b, &d], Some(Duration::from_secs(10))).unwrap(),
+            crate::ipc::wait::wait(&[&b, &d], Some(Duration::from_secs(10))).unwrap(),
             [0]
         );
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::context;
+use crate::process::context;
 
 struct StderrLogger;
 

@@ -25,14 +25,14 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{self, SigHandler, Signal};
 use nix::unistd::{Pid, getppid};
 
-use crate::bootstrap::{self, AcceptError, Selector};
-use crate::codec::{self, Encoded};
-use crate::context::{self, ParentProcess};
-use crate::error::{CodecError, CodecErrorKind};
-use crate::logging;
-use crate::registry::{self, Outcome};
-use crate::sys;
-use crate::transport::{self, Frame};
+use crate::os::sys;
+use crate::process::bootstrap::{self, AcceptError, Selector};
+use crate::process::context::{self, ParentProcess};
+use crate::process::logging;
+use crate::process::registry::{self, Outcome};
+use crate::wire::codec::{self, Encoded};
+use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::frames::{self, Frame};
 
 /// The constructor has not run yet.
 const PHASE_UNKNOWN: u8 = 0;
@@ -407,21 +407,21 @@ impl Report {
         }
     }
 
-    fn send(&self, channel: &UnixStream) -> crate::Result<()> {
+    fn send(&self, channel: &UnixStream) -> crate::error::Result<()> {
         let sock = channel.as_fd();
         match self {
             Report::Value(value) => {
-                transport::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
+                frames::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
             }
             Report::Panic {
                 message, location, ..
             } => {
                 let body = codec::encode_record(&(message, location))?;
-                transport::send_frame(sock, &[&[REPORT_PANIC], &body], &[])?
+                frames::send_frame(sock, &[&[REPORT_PANIC], &body], &[])?
             }
             Report::Failed(message) => {
                 let body = codec::encode_record(message)?;
-                transport::send_frame(sock, &[&[REPORT_FAILED], &body], &[])?
+                frames::send_frame(sock, &[&[REPORT_FAILED], &body], &[])?
             }
         }
         Ok(())

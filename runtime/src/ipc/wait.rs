@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use nix::poll::PollFlags;
 
 use crate::error::Result;
-use crate::process::Sentinel;
-use crate::sys;
+use crate::os::sys;
+use crate::process::handle::Sentinel;
 
 /// Something [`wait`] can watch: a process [`Sentinel`], a
 /// [`Connection`](crate::Connection), or a queue ([`Queue`](crate::Queue),

@@ -15,15 +15,17 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 
-use crate::bootstrap::{self, Bootstrap};
-use crate::child::{self, Report};
-use crate::codec::{self, Encoded};
-use crate::context;
-use crate::error::{ChildError, CodecError, Error, ProcessError, Result};
-use crate::registry;
-use crate::sys;
-use crate::transport::{FrameError, FrameReader};
-use crate::worker::Worker;
+use crate::error::{Error, Result};
+use crate::os::sys;
+use crate::process::bootstrap::{self, Bootstrap};
+use crate::process::child::{self, Report};
+use crate::process::context;
+use crate::process::error::{ChildError, ProcessError};
+use crate::process::registry;
+use crate::process::worker::Worker;
+use crate::wire::codec::{self, Encoded};
+use crate::wire::error::CodecError;
+use crate::wire::frames::{FrameError, FrameReader};
 
 /// A process that runs a worker: Python's `multiprocessing.Process`.
 ///
@@ -500,7 +502,7 @@ impl Child {
                     reports.eof = true;
                     if reports.frames.pending() > 0 && reports.report.is_none() {
                         reports.report = Some(Err(CodecError::new(
-                            crate::error::CodecErrorKind::Truncated,
+                            crate::wire::error::CodecErrorKind::Truncated,
                             format!(
                                 "the child's report ended after {} bytes",
                                 reports.frames.pending()

@@ -29,9 +29,9 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::unistd::{Pid, getppid};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Encoded};
-use crate::sys;
-use crate::transport::{self, Frame, FrameError, FrameReader};
+use crate::os::sys;
+use crate::wire::codec::{self, Encoded};
+use crate::wire::frames::{self, Frame, FrameError, FrameReader};
 
 /// The first argument that marks a process as a multiproc child.
 pub(crate) const SELECTOR: &str = "--multiproc-child";
@@ -112,8 +112,8 @@ impl Bootstrap {
             ident: ident.to_vec(),
             daemon,
             parent_pid: std::process::id(),
-            parent_name: crate::context::current_name(),
-            log_level: crate::logging::child_level().map(|l| l as usize),
+            parent_name: crate::process::context::current_name(),
+            log_level: crate::process::logging::child_level().map(|l| l as usize),
         }
     }
 }
@@ -128,7 +128,7 @@ pub(crate) struct Launched {
 }
 
 /// Starts a child that runs `boot.key` with the encoded `args`.
-pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::Result<Launched> {
+pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::error::Result<Launched> {
     let record = codec::encode_record(boot)?;
 
     let (ours, theirs) = UnixStream::pair()?;
@@ -153,8 +153,8 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::Result<Launched
         }
     };
     ours.set_nonblocking(true)?;
-    let sent = transport::send_frame(ours.as_fd(), &[&record], &[])
-        .and_then(|()| transport::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
+    let sent = frames::send_frame(ours.as_fd(), &[&record], &[])
+        .and_then(|()| frames::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
     match sent {
         Ok(()) => {}
         // The child died before reading its bootstrap; its exit code tells the rest.
@@ -295,7 +295,7 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
         .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
     let parent = getppid();
     if creds.pid() != parent.as_raw() {
-        if u32::try_from(creds.pid()).is_ok_and(crate::futex::process_is_dead) {
+        if u32::try_from(creds.pid()).is_ok_and(crate::os::identity::process_is_dead) {
             return Err(AcceptError::ParentGone);
         }
         return Err(not_ours(format!(

@@ -52,14 +52,15 @@ use std::time::{Duration, Instant};
 use nix::poll::PollFlags;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{MAX_MESSAGE_LEN, PortableFd};
-use crate::courier::{Courier, Taken};
-use crate::error::{ChannelError, Error};
-use crate::futex::{self, Acquired, RawLock};
-use crate::ring::{self, Line, Ring, RingControl, Word};
-use crate::shm::SharedRegion;
-use crate::spin::Spinner;
-use crate::sys;
+use crate::error::Error;
+use crate::ipc::error::ChannelError;
+use crate::ipc::ring::{self, Line, Ring, RingControl, Word};
+use crate::ipc::spin::Spinner;
+use crate::os::futex::{self, Acquired, RawLock};
+use crate::os::shm::SharedRegion;
+use crate::os::sys;
+use crate::wire::codec::{MAX_MESSAGE_LEN, PortableFd};
+use crate::wire::courier::{Courier, Taken};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpqueue1");
 /// Where the data area starts.
@@ -347,8 +348,8 @@ impl RawQueue {
     ) -> Result<(), Fail> {
         if bytes.len() > MAX_MESSAGE_LEN {
             return Err(Fail::Failed(
-                crate::error::CodecError::new(
-                    crate::error::CodecErrorKind::Oversized,
+                crate::wire::error::CodecError::new(
+                    crate::wire::error::CodecErrorKind::Oversized,
                     format!(
                         "{} bytes, above the limit of {MAX_MESSAGE_LEN}",
                         bytes.len()

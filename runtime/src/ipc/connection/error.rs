@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use crate::error::{ChannelError, Error};
+use crate::error::Error;
+use crate::ipc::error::ChannelError;
 
 /// Why [`Connection::send`](crate::Connection::send) did not send; holds the value.
 pub enum SendError<T> {

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use crate::error::{ChannelError, Error};
+use crate::error::Error;
+use crate::ipc::error::ChannelError;
 
 /// Why [`Queue::put`](crate::Queue::put) did not queue the item; holds the item.
 pub enum PutError<T> {

@@ -19,10 +19,10 @@ pub use error::{
 };
 use raw::{Fail, Flavor, Patience, RawQueue};
 
-use crate::codec;
 use crate::error::{Error, Result};
-use crate::sys;
-use crate::wait::{Waitable, Watch};
+use crate::ipc::wait::{Waitable, Watch};
+use crate::os::sys;
+use crate::wire::codec;
 
 /// Scratch buffers above this size are not kept for the next item.
 const KEEP_SCRATCH: usize = 8 << 20;
@@ -310,7 +310,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // Unreachable without a deadline; reported rather than assumed.
             Err(Fail::NotNow | Fail::Timeout) => Err(PutError::Failed(
                 item,
-                Error::Channel(crate::ChannelError::Timeout),
+                Error::Channel(crate::ipc::error::ChannelError::Timeout),
             )),
         }
     }
@@ -360,7 +360,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(Fail::Closed) => Err(GetError::Closed),
             Err(Fail::Failed(e)) => Err(GetError::Failed(e)),
             Err(Fail::NotNow | Fail::Timeout) => Err(GetError::Failed(Error::Channel(
-                crate::ChannelError::Timeout,
+                crate::ipc::error::ChannelError::Timeout,
             ))),
         }
     }
@@ -947,12 +947,15 @@ mod tests {
         let q: Queue<u8> = Queue::new().unwrap();
         let r: Queue<u8> = Queue::new().unwrap();
         assert!(
-            crate::wait(&[&q, &r], Some(Duration::from_millis(20)))
+            crate::ipc::wait::wait(&[&q, &r], Some(Duration::from_millis(20)))
                 .unwrap()
                 .is_empty()
         );
         r.put(1).unwrap();
-        assert_eq!(crate::wait(&[&q, &r], Some(Duration::ZERO)).unwrap(), [1]);
+        assert_eq!(
+            crate::ipc::wait::wait(&[&q, &r], Some(Duration::ZERO)).unwrap(),
+            [1]
+        );
         let putter = {
             let q = q.clone();
             std::thread::spawn(move || {
@@ -962,14 +965,14 @@ mod tests {
         };
         r.get().unwrap();
         assert_eq!(
-            crate::wait(&[&q, &r], Some(Duration::from_secs(10))).unwrap(),
+            crate::ipc::wait::wait(&[&q, &r], Some(Duration::from_secs(10))).unwrap(),
             [0]
         );
         putter.join().unwrap();
         q.get().unwrap();
         // The signal is stale now: the wait must not report the queue.
         assert!(
-            crate::wait(&[&q], Some(Duration::from_millis(20)))
+            crate::ipc::wait::wait(&[&q], Some(Duration::from_millis(20)))
                 .unwrap()
                 .is_empty()
         );

@@ -20,9 +20,9 @@ use nix::errno::Errno;
 use nix::poll::PollFlags;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
-use crate::codec::{self, HEADER_LEN, MAX_FDS};
-use crate::error::{CodecError, CodecErrorKind};
-use crate::sys;
+use crate::os::sys;
+use crate::wire::codec::{self, HEADER_LEN, MAX_FDS};
+use crate::wire::error::{CodecError, CodecErrorKind};
 
 /// One message received: its bytes and the descriptors sent with it.
 #[derive(Debug, Default)]
@@ -59,11 +59,11 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-impl From<FrameError> for crate::Error {
+impl From<FrameError> for crate::error::Error {
     fn from(e: FrameError) -> Self {
         match e {
-            FrameError::Io(e) => crate::Error::Io(e),
-            FrameError::Codec(e) => crate::Error::Codec(e),
+            FrameError::Io(e) => crate::error::Error::Io(e),
+            FrameError::Codec(e) => crate::error::Error::Codec(e),
         }
     }
 }

@@ -17,13 +17,13 @@
 //! number alone means nothing in another process.
 
 use std::cell::RefCell;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{CodecError, CodecErrorKind};
+pub(crate) use crate::os::fd::PortableFd;
+use crate::wire::error::{CodecError, CodecErrorKind};
 
 /// The largest message multiproc encodes or accepts: 1 GiB.
 ///
@@ -184,29 +184,6 @@ fn check_len(len: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// A file descriptor owned by a handle that can cross to another process inside a
-/// value (see the module docs). Clones share the descriptor.
-#[derive(Debug, Clone)]
-pub(crate) struct PortableFd(Arc<OwnedFd>);
-
-impl PortableFd {
-    pub(crate) fn new(fd: OwnedFd) -> Self {
-        PortableFd(Arc::new(fd))
-    }
-}
-
-impl AsFd for PortableFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
-impl AsRawFd for PortableFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
 impl Serialize for PortableFd {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = OUTGOING.with(|slot| -> Result<u32, String> {
@@ -218,8 +195,7 @@ impl Serialize for PortableFd {
                     .to_owned()
             })?;
             let dup = self
-                .0
-                .try_clone()
+                .try_clone_owned()
                 .map_err(|e| format!("cannot duplicate a descriptor: {e}"))?;
             fds.push(dup);
             u32::try_from(fds.len() - 1).map_err(|_| "too many descriptors".to_owned())
@@ -272,6 +248,7 @@ pub(crate) fn parse_header(header: [u8; HEADER_LEN]) -> Result<usize, CodecError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn round_trip() {

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::codec::{self, Encoded};
-use crate::error::RegistryError;
-use crate::transport::Frame;
-use crate::worker::Worker;
+use crate::process::error::RegistryError;
+use crate::process::worker::Worker;
+use crate::wire::codec::{self, Encoded};
+use crate::wire::frames::Frame;
 
 /// One registered worker. Not public API; used by generated code.
 #[doc(hidden)]

@@ -36,8 +36,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::futex::RawLock;
-use crate::spin::cpu_tag;
+use crate::ipc::spin::cpu_tag;
+use crate::os::futex::RawLock;
 
 /// Bytes in a record header.
 pub(crate) const RECORD_HEADER: u32 = 16;

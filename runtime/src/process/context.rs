@@ -10,8 +10,8 @@ use nix::libc;
 use nix::poll::PollFlags;
 use nix::unistd::{SysconfVar, sysconf};
 
-use crate::process::{self, Sentinel};
-use crate::sys;
+use crate::os::sys;
+use crate::process::handle::{self as process, Sentinel};
 
 /// The name of the top-level process, as in Python.
 pub const MAIN_PROCESS_NAME: &str = "MainProcess";
@@ -220,7 +220,7 @@ pub fn cpu_count() -> usize {
 /// worker's stack unwinds first, so destructors run. In the top-level program, it is
 /// [`std::process::exit`] after the same clean-up of children.
 pub fn exit(code: i32) -> ! {
-    crate::child::exit(code)
+    crate::process::child::exit(code)
 }
 
 static EXIT_HOOK: Once = Once::new();

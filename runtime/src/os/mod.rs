@@ -1,0 +1,8 @@
+//! The operating system: system calls, futexes and the robust lock word, process
+//! identity, shared memory. Uses nothing else of the crate.
+
+pub(crate) mod fd;
+pub(crate) mod futex;
+pub(crate) mod identity;
+pub(crate) mod shm;
+pub(crate) mod sys;

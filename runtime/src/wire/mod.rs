@@ -1,0 +1,9 @@
+//! What crosses between processes: the codec (the one place that encodes), frames
+//! over stream sockets with descriptors attached, and the descriptor courier.
+//! Uses only [`os`](crate::os).
+
+pub(crate) mod codec;
+pub(crate) mod courier;
+pub(crate) mod error;
+pub(crate) mod frames;
+mod portable;
