@@ -25,8 +25,8 @@ struct Arg<'a> {
 enum Output<'a> {
     /// No return type, or `()`.
     Unit,
-    /// Any other type. Whether it is a `Result` (whose `Err` ends the child with code
-    /// 1) is decided by the type, in the generated code, not by how it is spelled here:
+    /// Any other type. Whether it is a `Result`, whose `Err` ends the child with exit
+    /// code 1, is decided by the type in the generated code, not by its spelling here:
     /// an alias such as `type Fallible<T> = Result<T, String>` is one too.
     Typed(&'a Type),
 }
