@@ -79,7 +79,11 @@ pub mod shadowed {
     /// Shadows the runtime's helpers.
     pub fn assert_portable() {}
     /// Shadows the runtime's helpers.
-    pub fn from_result() {}
+    pub fn into_value() {}
+    /// Shadows the runtime's helpers.
+    pub struct Probe;
+    /// Shadows the runtime's helpers.
+    pub struct Gate;
 
     /// Shadows `core`; the expansion must say `::core`.
     pub mod core {}
@@ -92,16 +96,26 @@ pub mod shadowed {
     /// Shadows `__private`.
     pub mod __private {}
 
-    /// Methods that the expansion must not pick up by accident.
+    /// Methods and constants that the expansion must not pick up by accident.
     pub trait Distractions {
+        /// As the constants the expansion asks of its types.
+        const PORTABLE: bool = false;
+        /// As the constants the expansion asks of its types.
+        const RESULT: bool = false;
         /// As `Run::run`.
         fn run(&mut self) {}
         /// As `Worker::call`.
         fn call(&self) {}
         /// As `Process::start`.
         fn start(&self) {}
-        /// As `ResultLike::into_std`.
-        fn into_std(self)
+        /// As `IntoValue::into_value`.
+        fn into_value(self)
+        where
+            Self: ::core::marker::Sized,
+        {
+        }
+        /// As `Crossing::enter`.
+        fn enter(self)
         where
             Self: ::core::marker::Sized,
         {
@@ -211,6 +225,28 @@ pub mod aliased {
     #[multiproc::worker]
     pub fn length(text: String) -> std::io::Result<usize> {
         Ok(text.len())
+    }
+}
+
+/// Return types whose names say nothing: the worker decides by the type.
+pub mod by_type {
+    /// An alias of `Result` under another name.
+    pub type Fallible<T> = ::core::result::Result<T, ::std::string::String>;
+
+    /// A value that is called `Result`.
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub struct Result(pub u8);
+
+    /// Fails through an alias that is not called `Result`.
+    #[multiproc::worker]
+    pub fn checked(n: u8) -> Fallible<u8> {
+        if n > 0 { Ok(n) } else { Err("zero".to_owned()) }
+    }
+
+    /// Returns a value called `Result`.
+    #[multiproc::worker]
+    pub fn wrapped(n: u8) -> Result {
+        Result(n)
     }
 }
 
@@ -329,6 +365,13 @@ fn workers_run_in_children() -> multiproc::Result<()> {
     assert_eq!(aliased::parse::spawn("443".into())?.join_value()?, 443);
     assert_eq!(aliased::parse::spawn("x".into())?.join()?, 1);
     assert_eq!(aliased::length::spawn("four".into())?.join_value()?, 4);
+
+    assert_eq!(by_type::checked::spawn(2)?.join_value()?, 2);
+    assert_eq!(by_type::checked::spawn(0)?.join()?, 1);
+    assert_eq!(
+        by_type::wrapped::spawn(5)?.join_value()?,
+        by_type::Result(5)
+    );
 
     assert_eq!(
         no_prelude::greet::spawn("ada".into())?.join_value()?,

@@ -1,7 +1,9 @@
-//! The options both macros take: `name = "key"` and `crate = "path"`.
+//! The options the macros take: `name = "key"` and `crate = "path"` for the
+//! attributes, `#[plain(crate = "path")]` for the derive.
 
 use proc_macro2::TokenStream;
 use quote::quote;
+use syn::meta::ParseNestedMeta;
 use syn::{Item, LitStr, Path};
 
 /// Parsed `#[worker(..)]` / `#[process(..)]` options.
@@ -28,12 +30,7 @@ impl Options {
                 name = Some(lit);
                 Ok(())
             } else if meta.path.is_ident("crate") {
-                let value = meta.value()?;
-                krate = Some(if value.peek(LitStr) {
-                    value.parse::<LitStr>()?.parse::<Path>()?
-                } else {
-                    value.parse::<Path>()?
-                });
+                krate = Some(crate_path(&meta)?);
                 Ok(())
             } else {
                 Err(meta.error("unknown option; expected `name = \"...\"` or `crate = \"...\"`"))
@@ -42,7 +39,7 @@ impl Options {
         syn::parse::Parser::parse2(parser, args)?;
         Ok(Options {
             name,
-            krate: krate.unwrap_or_else(|| syn::parse_quote!(::multiproc)),
+            krate: krate.unwrap_or_else(default_crate),
         })
     }
 
@@ -56,6 +53,21 @@ impl Options {
             }
         }
     }
+}
+
+/// The value of a `crate = "path"` option (or `crate = path`).
+pub(crate) fn crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        value.parse::<LitStr>()?.parse::<Path>()
+    } else {
+        value.parse::<Path>()
+    }
+}
+
+/// The path of the multiproc crate when no `crate = ".."` says otherwise.
+pub(crate) fn default_crate() -> Path {
+    syn::parse_quote!(::multiproc)
 }
 
 /// The item unchanged, with the errors beside it, so that one mistake does not

@@ -58,7 +58,10 @@ pub fn process(args: TokenStream, input: TokenStream) -> TokenStream {
 /// The implementation it emits is an `unsafe impl` (marked `#[allow(unsafe_code)]`,
 /// so that a crate that denies unsafe code can use it; a crate that *forbids* it
 /// cannot).
-#[proc_macro_derive(Plain)]
+///
+/// Option: `#[plain(crate = "path")]` names the multiproc crate when it was renamed,
+/// as `crate = ".."` does for `#[worker]`.
+#[proc_macro_derive(Plain, attributes(plain))]
 pub fn derive_plain(input: TokenStream) -> TokenStream {
     plain::expand(input.into()).into()
 }

@@ -4,17 +4,41 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Attribute, DeriveInput, Member};
+use syn::{Attribute, DeriveInput, Member, Path};
+
+use crate::attr::{crate_path, default_crate};
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let item: DeriveInput = match syn::parse2(input) {
         Ok(item) => item,
         Err(e) => return e.to_compile_error(),
     };
-    match validate(&item) {
-        Ok(fields) => emit(&item, &fields),
-        Err(e) => e.to_compile_error(),
+    let krate = crate_option(&item.attrs);
+    let fields = validate(&item);
+    match (krate, fields) {
+        (Ok(krate), Ok(fields)) => emit(&item, &krate, &fields),
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            a.to_compile_error()
+        }
+        (Err(e), _) | (_, Err(e)) => e.to_compile_error(),
     }
+}
+
+/// The path of the multiproc crate: `#[plain(crate = "path")]`, or `::multiproc`.
+fn crate_option(attrs: &[Attribute]) -> syn::Result<Path> {
+    let mut krate = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("plain")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                krate = Some(crate_path(&meta)?);
+                Ok(())
+            } else {
+                Err(meta.error("unknown option; expected `crate = \"...\"`"))
+            }
+        })?;
+    }
+    Ok(krate.unwrap_or_else(default_crate))
 }
 
 /// The fields: how to name each, and its type.
@@ -99,8 +123,8 @@ fn has_c_layout(attrs: &[Attribute]) -> bool {
     })
 }
 
-fn emit(item: &DeriveInput, fields: &[(Member, syn::Type)]) -> TokenStream {
-    let private = quote!(::multiproc::__private);
+fn emit(item: &DeriveInput, krate: &Path, fields: &[(Member, syn::Type)]) -> TokenStream {
+    let private = quote!(#krate::__private);
     let ident = &item.ident;
     let types: Vec<_> = fields.iter().map(|(_, t)| t).collect();
     // Each field's normalization requires `Plain` of the field's type and sits at it, so

@@ -1,7 +1,8 @@
 //! `#[process]`: parse the struct, validate it, derive serde, expand the glue.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Attribute, Fields, Item, ItemStruct};
 
 use crate::attr::{Options, item_keyword, with_errors};
@@ -78,6 +79,29 @@ fn derives(attrs: &[Attribute], trait_name: &str) -> bool {
         })
 }
 
+/// Whether the attributes include a `#[serde(..)]` with the option `name`.
+fn serde_option(attrs: &[Attribute], name: &str) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|a| {
+            let mut found = false;
+            let _ = a.parse_nested_meta(|meta| {
+                found |= meta.path.is_ident(name);
+                // Skip the option's value: `= ".."` or `(..)`.
+                if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                } else if meta.input.peek(syn::token::Paren) {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let _: TokenStream = content.parse()?;
+                }
+                Ok(())
+            });
+            found
+        })
+}
+
 fn emit(item: &ItemStruct, options: &Options) -> TokenStream {
     let krate = &options.krate;
     let private = quote!(#krate::__private);
@@ -85,13 +109,56 @@ fn emit(item: &ItemStruct, options: &Options) -> TokenStream {
     let key = options.key(ident);
     let kind = ident.to_string();
 
+    let derive_serialize = !derives(&item.attrs, "Serialize");
+    let derive_deserialize = !derives(&item.attrs, "Deserialize");
     let mut derive = Vec::new();
-    if !derives(&item.attrs, "Serialize") {
+    if derive_serialize {
         derive.push(quote!(#private::serde::Serialize));
     }
-    if !derives(&item.attrs, "Deserialize") {
+    if derive_deserialize {
         derive.push(quote!(#private::serde::Deserialize));
     }
+
+    // When the macro derives serde, each field that leaves serde to its type is checked
+    // at its type, so that a field that cannot cross gets one error, there. The derived
+    // impls then hold only where those fields can cross (a bound under `for<..>`, which
+    // rustc accepts even when false), so that their bodies add no error of their own.
+    // A field with its own `#[serde(..)]` is the user's to get right; so is a struct
+    // that derives serde itself, checked whole at its name.
+    let mut checks = Vec::new();
+    let mut bound = quote!();
+    if derive_serialize && derive_deserialize && !serde_option(&item.attrs, "bound") {
+        let serde_path = quote!(#private::serde).to_string().replace(' ', "");
+        let mut seen = std::collections::HashSet::new();
+        let plain: Vec<&syn::Type> = item
+            .fields
+            .iter()
+            .filter(|f| !f.attrs.iter().any(|a| a.path().is_ident("serde")))
+            .map(|f| &f.ty)
+            .filter(|ty| seen.insert(ty.to_token_stream().to_string()))
+            .collect();
+        for ty in &plain {
+            checks.push(quote_spanned!(ty.span()=> #private::assert_portable::<#ty>();));
+        }
+        let predicates = |what: &str| {
+            plain
+                .iter()
+                .map(|ty| {
+                    let ty = ty.to_token_stream();
+                    format!("for<'__multiproc> {ty}: {serde_path}::{what}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let serialize = predicates("Serialize");
+        let deserialize = predicates("Deserialize<'de>");
+        if !plain.is_empty() {
+            bound = quote!(#[serde(bound(serialize = #serialize, deserialize = #deserialize))]);
+        }
+    } else {
+        checks.push(quote_spanned!(ident.span()=> #private::assert_portable::<#ident>();));
+    }
+
     let serde_attrs = if derive.is_empty() {
         quote!()
     } else {
@@ -99,11 +166,16 @@ fn emit(item: &ItemStruct, options: &Options) -> TokenStream {
         quote! {
             #[derive(#(#derive),*)]
             #[serde(crate = #serde_path)]
+            #bound
         }
     };
     // The call that needs `Run` sits at the struct's name, so the error lands there.
     let run =
         quote_spanned!(ident.span()=> #private::run_struct::<#ident, _>(&mut __multiproc_self));
+    let gate = quote! {
+        <#private::Gate<{ #private::Probe::<#ident>::MULTIPROC_PORTABLE }>
+            as #private::Crossing<#ident>>
+    };
     let into_process_doc = format!(
         "An unstarted process that runs this [`{ident}`]'s `run`; its default name is \
          `{ident}-N`."
@@ -113,22 +185,29 @@ fn emit(item: &ItemStruct, options: &Options) -> TokenStream {
         #serde_attrs
         #item
 
-        impl #ident {
-            #[doc = #into_process_doc]
-            #[allow(dead_code)]
-            pub fn into_process(self) -> #private::Process {
-                #private::Process::from_worker::<#ident>(self)
-            }
-        }
-
         const _: () = {
+            // The `false` answer of `Probe`; unused when the struct can cross.
+            #[allow(unused_imports)]
+            use #private::Otherwise as _;
+
+            #(#checks)*
+
+            impl #ident {
+                #[doc = #into_process_doc]
+                #[allow(dead_code)]
+                pub fn into_process(self) -> #private::Process {
+                    #private::Process::from_worker::<#ident>(#gate::enter(self))
+                }
+            }
+
             impl #private::Worker for #ident {
-                type Args = #ident;
+                type Args = #gate::Type;
                 type Output = ();
                 const KEY: &'static str = #key;
                 const KIND: &'static str = #kind;
 
-                fn call(mut __multiproc_self: Self::Args) -> #private::Result<(), #private::Failure> {
+                fn call(__multiproc_self: Self::Args) -> #private::Result<(), #private::Failure> {
+                    let mut __multiproc_self = #gate::leave(__multiproc_self);
                     #run
                 }
             }

@@ -25,10 +25,10 @@ struct Arg<'a> {
 enum Output<'a> {
     /// No return type, or `()`.
     Unit,
-    /// `Result<T, E>` (by its last path segment): `Err` ends the child with code 1.
-    Result(&'a Type),
-    /// Any other type: the value is sent back.
-    Value(&'a Type),
+    /// Any other type. Whether it is a `Result`, whose `Err` ends the child with exit
+    /// code 1, is decided by the type in the generated code, not by its spelling here:
+    /// an alias such as `type Fallible<T> = Result<T, String>` is one too.
+    Typed(&'a Type),
 }
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -126,17 +126,7 @@ fn validate(item: &ItemFn, options: Options) -> syn::Result<Worker<'_>> {
                     );
                     Output::Unit
                 }
-                Type::Path(path)
-                    if path.qself.is_none()
-                        && path
-                            .path
-                            .segments
-                            .last()
-                            .is_some_and(|s| s.ident == "Result") =>
-                {
-                    Output::Result(ty)
-                }
-                _ => Output::Value(ty),
+                _ => Output::Typed(ty),
             }
         }
     };
@@ -227,41 +217,65 @@ fn emit(worker: &Worker<'_>) -> TokenStream {
     let names: Vec<&Ident> = worker.args.iter().map(|a| &a.name).collect();
     let types: Vec<&Type> = worker.args.iter().map(|a| a.ty).collect();
     let params = quote!(#(#names: #types),*);
-    // The tuple sits at the parameter list, so that an error from `Worker::Args`'s
-    // bounds lands there rather than on the attribute.
-    let args_ty = quote_spanned!(item.sig.paren_token.span.join()=> (#(#types,)*));
     let args_tuple = quote!((#(#names,)*));
+
+    // Each argument's type is checked at the type, so that a type that cannot cross
+    // gets one error, there; a type used twice is checked once. Everything else that
+    // needs the arguments to cross sees them through a `Gate` that opens only when
+    // they do, so that it adds no error of its own.
+    let mut seen = std::collections::HashSet::new();
+    let mut checks: Vec<TokenStream> = types
+        .iter()
+        .filter(|ty| seen.insert(ty.to_token_stream().to_string()))
+        .map(|ty| quote_spanned!(ty.span()=> #private::assert_portable::<#ty>();))
+        .collect();
+    let args_gate = quote! {
+        <#private::Gate<{ #private::Probe::<__MultiprocArgs>::MULTIPROC_PORTABLE }>
+            as #private::Crossing<__MultiprocArgs>>
+    };
 
     // The call reads the tuple by index, so that no argument name can shadow the
     // function's own name.
     let fields = (0..names.len()).map(syn::Index::from);
     let invoke = quote!(#ident(#(__multiproc_args.#fields),*));
-    let (output_ty, call) = match &worker.output {
-        Output::Unit => (quote!(()), quote!(::core::result::Result::Ok(#invoke))),
-        Output::Value(ty) => (quote!(#ty), quote!(::core::result::Result::Ok(#invoke))),
-        Output::Result(ty) => {
-            // From the first token of the type to its last, so that an error from
-            // `Worker::Output`'s bounds covers the user's return type.
+    let (aliases, output_ty, call) = match &worker.output {
+        Output::Unit => (
+            quote!(),
+            quote!(()),
+            quote!(::core::result::Result::Ok(#invoke)),
+        ),
+        Output::Typed(ty) => {
+            // Whether `ty` is a `Result` is asked of the type, so that an alias counts;
+            // the value sent back is `T` for `Result<T, E>` and `ty` otherwise.
+            // The value's check runs from the first token of the type to its last, so
+            // that its error covers the user's return type.
             let mut spans = ty.to_token_stream().into_iter().map(|t| t.span());
             let first = spans.next().unwrap_or_else(Span::call_site);
             let last = spans.last().unwrap_or(first);
             let open = quote_spanned!(first=> <);
-            let ok = quote_spanned!(last=> Ok);
+            let value = quote_spanned!(last=> Value);
+            checks.push(quote! {
+                #private::assert_portable::<#open #ty as #private::Outcome<__MultiprocReturns>>::#value>();
+            });
+            let output_gate = quote! {
+                <#private::Gate<{ #private::Probe::<__MultiprocValue>::MULTIPROC_PORTABLE }>
+                    as #private::Crossing<__MultiprocValue>>
+            };
             (
-                quote!(#open #ty as #private::ResultLike>::#ok),
-                quote!(#private::from_result(#invoke)),
+                quote! {
+                    type __MultiprocReturns =
+                        #private::Returns<{ #private::Probe::<#ty>::MULTIPROC_RESULT }>;
+                    type __MultiprocValue =
+                        <#ty as #private::Outcome<__MultiprocReturns>>::Value;
+                },
+                quote!(#output_gate::Type),
+                quote! {
+                    #private::into_value::<#ty, __MultiprocReturns>(#invoke)
+                        .map(#output_gate::enter)
+                },
             )
         }
     };
-    // Each check sits at the user's type, so that the error lands there; a type used
-    // twice is checked once. The return type needs no check of its own: the bounds of
-    // `Worker::Output` already report at it.
-    let mut seen = std::collections::HashSet::new();
-    let checks: Vec<TokenStream> = types
-        .iter()
-        .filter(|ty| seen.insert(ty.to_token_stream().to_string()))
-        .map(|ty| quote_spanned!(ty.span()=> #private::assert_portable::<#ty>();))
-        .collect();
 
     let spawn_doc =
         format!("Starts [`{ident}`]({ident}()) in a new process; returns the started process.");
@@ -281,30 +295,38 @@ fn emit(worker: &Worker<'_>) -> TokenStream {
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
 
-        impl #ident {
-            #[doc = #spawn_doc]
-            #[allow(clippy::too_many_arguments, dead_code)]
-            pub fn spawn(#params) -> #private::SpawnResult<#output_ty> {
-                #private::spawn(Self::process(#(#names),*))
-            }
-
-            #[doc = #process_doc]
-            #[allow(clippy::too_many_arguments, dead_code)]
-            pub fn process(#params) -> #private::Process<#output_ty> {
-                #private::Process::from_worker::<#ident>(#args_tuple)
-            }
-        }
-
         const _: () = {
+            // The `false` answers of `Probe`; unused when every answer is `true`.
+            #[allow(unused_imports)]
+            use #private::Otherwise as _;
+
+            type __MultiprocArgs = (#(#types,)*);
+            #aliases
+
             #(#checks)*
 
+            impl #ident {
+                #[doc = #spawn_doc]
+                #[allow(clippy::too_many_arguments, dead_code)]
+                pub fn spawn(#params) -> #private::SpawnResult<<#ident as #private::Worker>::Output> {
+                    #private::spawn(Self::process(#(#names),*))
+                }
+
+                #[doc = #process_doc]
+                #[allow(clippy::too_many_arguments, dead_code)]
+                pub fn process(#params) -> #private::Process<<#ident as #private::Worker>::Output> {
+                    #private::Process::from_worker::<#ident>(#args_gate::enter(#args_tuple))
+                }
+            }
+
             impl #private::Worker for #ident {
-                type Args = #args_ty;
+                type Args = #args_gate::Type;
                 type Output = #output_ty;
                 const KEY: &'static str = #key;
 
                 #[allow(clippy::unused_unit)]
                 fn call(__multiproc_args: Self::Args) -> #private::Result<Self::Output, #private::Failure> {
+                    let __multiproc_args = #args_gate::leave(__multiproc_args);
                     #call
                 }
             }

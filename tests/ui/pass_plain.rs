@@ -30,6 +30,24 @@ struct Meters(f32);
 #[repr(C)]
 struct Empty {}
 
+/// Where a crate that renamed multiproc re-exports it.
+mod reexport {
+    pub use multiproc as mp;
+}
+
+/// Names the crate by another path, as a string or a bare path.
+#[derive(Clone, Copy, Debug, PartialEq, Plain)]
+#[plain(crate = "crate::reexport::mp")]
+#[repr(C)]
+struct Renamed {
+    n: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Plain)]
+#[plain(crate = reexport::mp)]
+#[repr(transparent)]
+struct RenamedBare(u64);
+
 fn main() -> multiproc::Result<()> {
     let p = Value::new(Point { x: 1.0, y: 2.0 })?;
     assert_eq!(p.get().y, 2.0);
@@ -42,5 +60,7 @@ fn main() -> multiproc::Result<()> {
     assert_eq!(a.get().words, [1, 2]);
     assert_eq!(Value::new(Meters(2.5))?.get(), Meters(2.5));
     assert_eq!(Array::<Empty>::zeroed(3)?.len(), 3);
+    assert_eq!(Value::new(Renamed { n: 7 })?.get(), Renamed { n: 7 });
+    assert_eq!(Value::new(RenamedBare(8))?.get(), RenamedBare(8));
     Ok(())
 }

@@ -37,18 +37,31 @@ impl Run for QualifiedSerde {
     fn run(&mut self) {}
 }
 
-/// Serde attributes work with the derive the macro adds.
+/// Not serializable: only a skipped field may have this type.
+#[derive(Debug, Default)]
+pub struct Handle {
+    id: u64,
+}
+
+/// Serde attributes work with the derive the macro adds, on the struct and on fields,
+/// and a skipped field need not be serializable.
 #[multiproc::process]
 #[derive(Debug)]
+#[serde(rename_all = "UPPERCASE", deny_unknown_fields)]
 pub struct Configured {
     pub name: String,
     #[serde(skip)]
     cache: Vec<u8>,
+    #[serde(skip)]
+    handle: Option<Handle>,
+    #[serde(default, rename = "boundary")]
+    limit: u32,
 }
 
 impl Run<Result<(), String>> for Configured {
     fn run(&mut self) -> Result<(), String> {
         self.cache.push(1);
+        self.limit += self.handle.as_ref().map_or(0, |h| h.id as u32);
         if self.name.is_empty() {
             Err("no name".to_owned())
         } else {
@@ -91,6 +104,8 @@ fn main() {
     let _: multiproc::Process = Configured {
         name: "c".into(),
         cache: Vec::new(),
+        handle: Some(Handle { id: 1 }),
+        limit: 0,
     }
     .into_process();
     let _: multiproc::Process = Renamed { n: 1 }.into_process();
