@@ -49,11 +49,12 @@ pub use ipc::queue::{
 };
 pub use ipc::wait::{Waitable, wait};
 pub use process::context::{
-    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
-    parent_process,
+    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, parent_process,
 };
-pub use process::handle::{Process, Sentinel, active_children};
+pub use process::exit::exit;
+pub use process::handle::{Process, active_children};
 pub use process::logging::log_to_stderr;
+pub use process::sentinel::Sentinel;
 pub use process::worker::{Failure, Run, RunResult, Worker};
 pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
