@@ -19,8 +19,8 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, lowest first: each uses only those above it in this list (see
-// ARCHITECTURE.md and tests/layers.rs).
+// The layers, lowest first: os, wire, process, ipc, sync. Each uses only the ones
+// before it in that order (see ARCHITECTURE.md; tests/layers.rs checks it).
 mod ipc;
 mod os;
 mod process;
