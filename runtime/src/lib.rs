@@ -19,8 +19,8 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, lowest first: each uses only those above it in this list (see
-// ARCHITECTURE.md and tests/layers.rs).
+// The layers, lowest first: os, wire, process, ipc, sync. Each uses only the ones
+// before it in that order (see ARCHITECTURE.md; tests/layers.rs checks it).
 mod ipc;
 mod os;
 mod process;
@@ -49,11 +49,12 @@ pub use ipc::queue::{
 };
 pub use ipc::wait::{Waitable, wait};
 pub use process::context::{
-    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
-    parent_process,
+    CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, parent_process,
 };
-pub use process::handle::{Process, Sentinel, active_children};
+pub use process::exit::exit;
+pub use process::handle::{Process, active_children};
 pub use process::logging::log_to_stderr;
+pub use process::sentinel::Sentinel;
 pub use process::worker::{Failure, Run, RunResult, Worker};
 pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,

@@ -4,7 +4,7 @@
 //! memory, so the cost does not grow with it) and three extra arguments:
 //! `--multiproc-child <key> fd=<n>`. Descriptor `n` in the child is one end of a Unix
 //! socket pair whose other end the parent keeps. Over it the parent sends two frames
-//! (see [`codec`](crate::codec)): the [`Bootstrap`] record, then the encoded arguments.
+//! (see [`codec`](crate::wire::codec)): the [`Bootstrap`] record, then the encoded arguments.
 //! The child sends back one report when its worker ends (see `child`).
 //!
 //! The selector alone runs nothing: the child checks that descriptor `n` is a socket
@@ -103,8 +103,17 @@ pub(crate) struct Bootstrap {
     pub(crate) log_level: Option<usize>,
 }
 
+/// Who starts a child: the parts of its [`Bootstrap`] that describe the parent.
+#[derive(Debug, Clone)]
+pub(crate) struct Parent {
+    /// The current process's name.
+    pub(crate) name: String,
+    /// The level the child should log at (`log::LevelFilter as usize`), if any.
+    pub(crate) log_level: Option<usize>,
+}
+
 impl Bootstrap {
-    pub(crate) fn new(key: &str, name: &str, ident: &[u32], daemon: bool) -> Self {
+    pub(crate) fn new(key: &str, name: &str, ident: &[u32], daemon: bool, parent: Parent) -> Self {
         Bootstrap {
             magic: MAGIC,
             key: key.to_owned(),
@@ -112,8 +121,8 @@ impl Bootstrap {
             ident: ident.to_vec(),
             daemon,
             parent_pid: std::process::id(),
-            parent_name: crate::process::context::current_name(),
-            log_level: crate::process::logging::child_level().map(|l| l as usize),
+            parent_name: parent.name,
+            log_level: parent.log_level,
         }
     }
 }
@@ -225,6 +234,17 @@ fn spawn_self(selector: &Selector, channel: RawFd, target: RawFd) -> nix::Result
 fn cstring(bytes: &[u8]) -> CString {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     CString::new(&bytes[..end]).unwrap_or_default()
+}
+
+/// This process's arguments, from `/proc/self/cmdline` (which needs no help from std's
+/// start-up code, unlike `std::env::args` on some C libraries).
+pub(crate) fn process_args() -> Vec<Vec<u8>> {
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let mut args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    if args.last().is_some_and(Vec::is_empty) {
+        args.pop();
+    }
+    args
 }
 
 /// Why a child could not get its bootstrap.

@@ -1,5 +1,6 @@
 //! The child's side: the constructor that dispatches to the worker before `main`, the
-//! worker's run, the report to the parent, and the exit.
+//! watch on the parent, and the worker's run under a panic hook. What the child tells its
+//! parent is in `report`; how it ends, in `exit`.
 //!
 //! The constructor is a function pointer in `.init_array`, defined here in the runtime
 //! crate. The dynamic loader runs `.init_array` entries in link order, and crates that
@@ -14,11 +15,8 @@ use std::any::Any;
 use std::ffi::{CStr, c_char, c_int};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::thread::ThreadId;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -28,23 +26,12 @@ use nix::unistd::{Pid, getppid};
 use crate::os::sys;
 use crate::process::bootstrap::{self, AcceptError, Selector};
 use crate::process::context::{self, ParentProcess};
+use crate::process::exit::{self, ExitRequest};
 use crate::process::logging;
+use crate::process::phase::{self, Phase};
 use crate::process::registry::{self, Outcome};
-use crate::wire::codec::{self, Encoded};
-use crate::wire::error::{CodecError, CodecErrorKind};
-use crate::wire::frames::{self, Frame};
+use crate::process::report::Report;
 
-/// The constructor has not run yet.
-const PHASE_UNKNOWN: u8 = 0;
-/// This process was not started as a multiproc child.
-const PHASE_TOP: u8 = 1;
-/// A child that has not yet started its worker.
-const PHASE_BOOTSTRAP: u8 = 2;
-/// A child whose worker runs.
-const PHASE_WORKER: u8 = 3;
-
-static PHASE: AtomicU8 = AtomicU8::new(PHASE_UNKNOWN);
-static WORKER_THREAD: OnceLock<ThreadId> = OnceLock::new();
 /// What the panic hook saw of the worker's panic, printed once the child shuts down.
 static PANIC: Mutex<Option<PanicReport>> = Mutex::new(None);
 
@@ -60,12 +47,12 @@ extern "C" fn dispatch(argc: c_int, argv: *const *const c_char, _envp: *const *c
         let args = match child_args(argc, argv) {
             Some(args) => args,
             None => {
-                PHASE.store(PHASE_TOP, Ordering::Relaxed);
+                phase::enter(Phase::Top);
                 return;
             }
         };
         match Selector::parse(&args) {
-            None => PHASE.store(PHASE_TOP, Ordering::Relaxed),
+            None => phase::enter(Phase::Top),
             Some(Ok(selector)) => run_child(&selector),
             Some(Err(message)) => exit_now(2, &format!("multiproc: {message}\n")),
         }
@@ -77,7 +64,7 @@ extern "C" fn dispatch(argc: c_int, argv: *const *const c_char, _envp: *const *c
 fn child_args(argc: c_int, argv: *const *const c_char) -> Option<Vec<Vec<u8>>> {
     if argv.is_null() {
         // Some C libraries do not pass arguments to constructors: ask the kernel.
-        let args = process_args();
+        let args = bootstrap::process_args();
         return Selector::parse(&args).is_some().then_some(args);
     }
     let argc = usize::try_from(argc).unwrap_or(0);
@@ -93,31 +80,8 @@ fn child_args(argc: c_int, argv: *const *const c_char) -> Option<Vec<Vec<u8>>> {
     (0..argc).map(|i| arg(i).map(<[u8]>::to_vec)).collect()
 }
 
-/// This process's arguments, from `/proc/self/cmdline` (which needs no help from std's
-/// start-up code, unlike `std::env::args` on some C libraries).
-fn process_args() -> Vec<Vec<u8>> {
-    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    let mut args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
-    if args.last().is_some_and(Vec::is_empty) {
-        args.pop();
-    }
-    args
-}
-
-/// Whether a process started now would be started during this child's bootstrap,
-/// before its worker runs (Python's "bootstrapping phase" error).
-pub(crate) fn is_bootstrapping() -> bool {
-    match PHASE.load(Ordering::Relaxed) {
-        PHASE_BOOTSTRAP => true,
-        // Called before the constructor ran (from another constructor): decide by the
-        // arguments.
-        PHASE_UNKNOWN => Selector::parse(&process_args()).is_some(),
-        _ => false,
-    }
-}
-
 fn run_child(selector: &Selector) -> ! {
-    PHASE.store(PHASE_BOOTSTRAP, Ordering::Relaxed);
+    phase::enter(Phase::Bootstrap);
     // What std's start-up does before main, which this constructor pre-empts.
     // SAFETY: installs the default-ignore disposition; no handler code involved.
     let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
@@ -140,14 +104,14 @@ fn run_child(selector: &Selector) -> ! {
     if let Some(level) = boot.log_level.and_then(logging::level_from_usize) {
         logging::log_to_stderr(level);
     }
-    let _ = WORKER_THREAD.set(std::thread::current().id());
+    phase::set_worker_thread();
     install_panic_hook();
 
     let entry = match registry::lookup(&boot.key) {
         Ok(entry) => entry,
-        Err(e) => finish(1, Some((Report::Failed(e.to_string()), channel))),
+        Err(e) => exit::end_child(1, Some((Report::Failed(e.to_string()), channel))),
     };
-    PHASE.store(PHASE_WORKER, Ordering::Relaxed);
+    phase::enter(Phase::Worker);
     log::info!("child process calling self.run()");
     let outcome = panic::catch_unwind(AssertUnwindSafe(move || entry.run(args)));
     let (code, report) = match outcome {
@@ -158,7 +122,7 @@ fn run_child(selector: &Selector) -> ! {
             None => (1, Some(panic_report(&*payload))),
         },
     };
-    finish(code, report.map(|report| (report, channel)))
+    exit::end_child(code, report.map(|report| (report, channel)))
 }
 
 /// A pidfd of the parent, and a thread that kills this process when the parent ends
@@ -199,51 +163,10 @@ fn die_with_parent() -> ! {
     std::process::abort()
 }
 
-/// Python's end of `Process._bootstrap`: the exit function (children joined), the
-/// failure report, the last log line, flushed streams, then the exit.
-///
-/// The report goes to the parent last, just before the exit, so that the parent's
-/// wake-up for it usually finds the child already gone and reaps it at once.
-fn finish(code: i32, report: Option<(Report, UnixStream)>) -> ! {
-    context::exit_function();
-    if let Some(text) = report.as_ref().and_then(|(r, _)| r.stderr_text()) {
-        let name = context::current_name();
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(format!("Process {name}:\n{text}\n").as_bytes());
-    }
-    log::info!("process exiting with exitcode {code}");
-    let _ = std::io::stdout().flush();
-    if let Some((report, channel)) = report {
-        if let Err(e) = report.send(&channel) {
-            log::debug!("cannot send the result to the parent: {e}");
-        }
-    }
-    std::process::exit(code)
-}
-
 /// Leaves at once, before any worker code ran.
 fn exit_now(code: i32, message: &str) -> ! {
     let _ = std::io::stderr().lock().write_all(message.as_bytes());
     std::process::exit(code)
-}
-
-/// The payload [`exit`] unwinds the worker's stack with.
-struct ExitRequest(i32);
-
-/// See [`crate::exit`].
-pub(crate) fn exit(code: i32) -> ! {
-    match PHASE.load(Ordering::Relaxed) {
-        PHASE_WORKER | PHASE_BOOTSTRAP => {
-            let on_worker = WORKER_THREAD.get() == Some(&std::thread::current().id());
-            if cfg!(panic = "unwind") && on_worker && PHASE.load(Ordering::Relaxed) == PHASE_WORKER
-            {
-                panic::resume_unwind(Box::new(ExitRequest(code)))
-            }
-            finish(code, None)
-        }
-        _ => std::process::exit(code),
-    }
 }
 
 struct PanicReport {
@@ -255,7 +178,7 @@ struct PanicReport {
 fn install_panic_hook() {
     let previous: Arc<dyn Fn(&PanicHookInfo<'_>) + Send + Sync> = Arc::from(panic::take_hook());
     panic::set_hook(Box::new(move |info| {
-        if WORKER_THREAD.get() != Some(&std::thread::current().id()) {
+        if !phase::on_worker_thread() {
             return previous(info);
         }
         let report = PanicReport {
@@ -329,7 +252,7 @@ fn short_backtrace(full: &str) -> String {
         .map_or(0, |i| i + 1);
     let end = frames
         .iter()
-        .position(|f| symbol(f).contains("multiproc_runtime::registry::run_worker"))
+        .position(|f| symbol(f).contains("multiproc_runtime::process::registry::run_worker"))
         .filter(|end| *end > start)
         .unwrap_or(frames.len());
     let mut out = String::new();
@@ -374,84 +297,5 @@ fn panic_report(payload: &(dyn Any + Send)) -> Report {
         message,
         location,
         text,
-    }
-}
-
-/// What a child tells its parent when its worker ends. Sent as one frame whose first
-/// byte is the kind.
-#[derive(Debug)]
-pub(crate) enum Report {
-    /// The worker returned this encoded value.
-    Value(Encoded),
-    /// The worker panicked.
-    Panic {
-        message: String,
-        location: Option<String>,
-        /// What the child printed (not sent).
-        text: String,
-    },
-    /// The worker returned `Err` with this description.
-    Failed(String),
-}
-
-const REPORT_VALUE: u8 = 0;
-const REPORT_PANIC: u8 = 1;
-const REPORT_FAILED: u8 = 2;
-
-impl Report {
-    fn stderr_text(&self) -> Option<String> {
-        match self {
-            Report::Value(_) => None,
-            Report::Panic { text, .. } => Some(text.clone()),
-            Report::Failed(message) => Some(format!("Error: {message}")),
-        }
-    }
-
-    fn send(&self, channel: &UnixStream) -> crate::error::Result<()> {
-        let sock = channel.as_fd();
-        match self {
-            Report::Value(value) => {
-                frames::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
-            }
-            Report::Panic {
-                message, location, ..
-            } => {
-                let body = codec::encode_record(&(message, location))?;
-                frames::send_frame(sock, &[&[REPORT_PANIC], &body], &[])?
-            }
-            Report::Failed(message) => {
-                let body = codec::encode_record(message)?;
-                frames::send_frame(sock, &[&[REPORT_FAILED], &body], &[])?
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads a report frame. Never trusts the bytes.
-    pub(crate) fn parse(mut frame: Frame) -> Result<Report, CodecError> {
-        if frame.bytes.is_empty() {
-            return Err(CodecError::new(CodecErrorKind::Truncated, "empty report"));
-        }
-        let kind = frame.bytes.remove(0);
-        match kind {
-            REPORT_VALUE => Ok(Report::Value(Encoded {
-                bytes: frame.bytes,
-                fds: frame.fds,
-            })),
-            REPORT_PANIC => {
-                let (message, location): (String, Option<String>) =
-                    codec::decode_record(&frame.bytes)?;
-                Ok(Report::Panic {
-                    message,
-                    location,
-                    text: String::new(),
-                })
-            }
-            REPORT_FAILED => Ok(Report::Failed(codec::decode_record(&frame.bytes)?)),
-            other => Err(CodecError::new(
-                CodecErrorKind::Decode,
-                format!("unknown report kind {other}"),
-            )),
-        }
     }
 }

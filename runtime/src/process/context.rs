@@ -1,17 +1,16 @@
-//! Who this process is: [`current_process`], [`parent_process`], [`cpu_count`], and
-//! what happens when it exits ([`exit`] and the exit function that joins children).
+//! Who this process is: its name and identity ([`current_process`]), the counter
+//! behind default names, its parent ([`parent_process`]), and [`cpu_count`].
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Once, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use nix::libc;
 use nix::poll::PollFlags;
 use nix::unistd::{SysconfVar, sysconf};
 
 use crate::os::sys;
-use crate::process::handle::{self as process, Sentinel};
+use crate::process::sentinel::Sentinel;
 
 /// The name of the top-level process, as in Python.
 pub const MAIN_PROCESS_NAME: &str = "MainProcess";
@@ -210,46 +209,4 @@ pub fn cpu_count() -> usize {
         Ok(Some(n)) if n > 0 => usize::try_from(n).unwrap_or(1),
         _ => std::thread::available_parallelism().map_or(1, usize::from),
     }
-}
-
-/// Ends the current process with exit code `code`, as Python's `sys.exit(code)`.
-///
-/// In a worker, this ends the child the way returning does: the child's own children
-/// are joined (daemonic ones terminated), the exit is logged, and the parent sees
-/// [`exitcode()`](crate::Process::exitcode) `Some(code)`. On the worker's thread the
-/// worker's stack unwinds first, so destructors run. In the top-level program, it is
-/// [`std::process::exit`] after the same clean-up of children.
-pub fn exit(code: i32) -> ! {
-    crate::process::child::exit(code)
-}
-
-static EXIT_HOOK: Once = Once::new();
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// Makes sure the exit function runs when this process exits normally.
-pub(crate) fn ensure_exit_hook() {
-    EXIT_HOOK.call_once(|| {
-        // SAFETY: registers a plain function with no captured state.
-        let res = unsafe { libc::atexit(exit_hook) };
-        if res != 0 {
-            log::warn!("cannot register the exit function; children will not be joined at exit");
-        }
-    });
-}
-
-extern "C" fn exit_hook() {
-    // Unwinding out of an atexit handler would abort.
-    let _ = std::panic::catch_unwind(exit_function);
-}
-
-/// What Python's `util._exit_function` does: terminate daemonic children, join the
-/// others. Runs once, at the first of: the child's worker ending, `exit`, or `atexit`.
-pub(crate) fn exit_function() {
-    if EXITING.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    log::info!("process shutting down");
-    log::debug!("running all \"atexit\" finalizers with priority >= 0");
-    process::shutdown_children();
-    log::debug!("running the remaining \"atexit\" finalizers");
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,10 +18,14 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::os::sys;
 use crate::process::bootstrap::{self, Bootstrap};
-use crate::process::child::{self, Report};
 use crate::process::context;
 use crate::process::error::{ChildError, ProcessError};
+use crate::process::exit;
+use crate::process::logging;
+use crate::process::phase;
 use crate::process::registry;
+use crate::process::report::Report;
+pub(crate) use crate::process::sentinel::Sentinel;
 use crate::process::worker::Worker;
 use crate::wire::codec::{self, Encoded};
 use crate::wire::error::CodecError;
@@ -234,11 +238,21 @@ impl<R> Process<R> {
         if context::current_daemon() {
             return Err(ProcessError::DaemonicChildren.into());
         }
-        if child::is_bootstrapping() {
+        if phase::is_bootstrapping() {
             return Err(ProcessError::Bootstrapping.into());
         }
         registry::lookup(self.shared.key)?;
-        let boot = Bootstrap::new(self.shared.key, &state.name, &state.ident, state.daemon);
+        let parent = bootstrap::Parent {
+            name: context::current_name(),
+            log_level: logging::child_level().map(|l| l as usize),
+        };
+        let boot = Bootstrap::new(
+            self.shared.key,
+            &state.name,
+            &state.ident,
+            state.daemon,
+            parent,
+        );
         let launched = bootstrap::launch(&boot, args)?;
         log::trace!("started {} (pid {})", state.name, launched.pid);
         state.phase = Phase::Started {
@@ -252,7 +266,7 @@ impl<R> Process<R> {
         };
         drop(state);
         register_child(&self.shared);
-        context::ensure_exit_hook();
+        exit::join_children_at_exit(shutdown_children);
         Ok(())
     }
 
@@ -410,7 +424,7 @@ impl<R> Process<R> {
     /// Something [`wait`](crate::wait()) can watch: ready once the child has ended.
     pub fn sentinel(&self) -> Result<Sentinel> {
         let (child, _) = self.started("watch")?;
-        Ok(Sentinel(child.pidfd.clone()))
+        Ok(Sentinel::new(child.pidfd.clone()))
     }
 
     /// Releases the handle's resources (the child's pidfd and channel). Fails with
@@ -538,81 +552,79 @@ impl Child {
     }
 }
 
-impl<R> fmt::Debug for Process<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// What the `Debug` and `Display` of a [`Process`] show, copied out of its state so
+/// that no lock is held while the formatter writes (it may write to a pipe that blocks).
+struct Description {
+    name: String,
+    daemon: bool,
+    /// `None` before the start and after the close.
+    pid: Option<i32>,
+    exitcode: Option<i32>,
+    phase: &'static str,
+}
+
+impl<R> Process<R> {
+    fn describe(&self) -> Description {
         let state = self.state();
-        let mut d = f.debug_struct("Process");
-        d.field("name", &state.name);
-        match &state.phase {
-            Phase::Initial(_) => d.field("state", &"initial"),
+        let (phase, pid, exitcode) = match &state.phase {
+            Phase::Initial(_) => ("initial", None, None),
             Phase::Started {
                 child,
                 exitcode: None,
-            } => d
-                .field("state", &"started")
-                .field("pid", &child.pid.as_raw()),
+            } => ("started", Some(child.pid.as_raw()), None),
             Phase::Started {
                 child,
                 exitcode: Some(code),
-            } => d
-                .field("state", &"stopped")
-                .field("pid", &child.pid.as_raw())
-                .field("exitcode", code),
-            Phase::Closed { .. } => d.field("state", &"closed"),
+            } => ("stopped", Some(child.pid.as_raw()), Some(*code)),
+            Phase::Closed { .. } => ("closed", None, None),
         };
-        d.field("daemon", &state.daemon).finish()
+        Description {
+            name: state.name.clone(),
+            daemon: state.daemon,
+            pid,
+            exitcode,
+            phase,
+        }
+    }
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seen = self.describe();
+        let mut d = f.debug_struct("Process");
+        d.field("name", &seen.name).field("state", &seen.phase);
+        if let Some(pid) = seen.pid {
+            d.field("pid", &pid);
+        }
+        if let Some(code) = seen.exitcode {
+            d.field("exitcode", &code);
+        }
+        d.field("daemon", &seen.daemon).finish()
     }
 }
 
 /// Python's `repr`: `<Process name='Process-1' pid=1234 parent=1200 started daemon>`.
 impl<R> fmt::Display for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state();
-        write!(f, "<Process name='{}'", state.name)?;
-        match &state.phase {
-            Phase::Initial(_) => write!(f, " parent={} initial", std::process::id())?,
-            Phase::Started { child, exitcode } => {
-                write!(f, " pid={} parent={}", child.pid, std::process::id())?;
-                match exitcode {
-                    None => f.write_str(" started")?,
-                    Some(code) if *code < 0 => match Signal::try_from(-code) {
-                        Ok(sig) => write!(f, " stopped exitcode=-{}", sig.as_str())?,
-                        Err(_) => write!(f, " stopped exitcode={code}")?,
-                    },
-                    Some(code) => write!(f, " stopped exitcode={code}")?,
+        let seen = self.describe();
+        write!(f, "<Process name='{}'", seen.name)?;
+        let parent = std::process::id();
+        match (seen.pid, seen.exitcode) {
+            _ if seen.phase == "closed" => f.write_str(" closed")?,
+            (None, _) => write!(f, " parent={parent} initial")?,
+            (Some(pid), None) => write!(f, " pid={pid} parent={parent} started")?,
+            (Some(pid), Some(code)) => {
+                write!(f, " pid={pid} parent={parent}")?;
+                match Signal::try_from(-code) {
+                    Ok(sig) if code < 0 => write!(f, " stopped exitcode=-{}", sig.as_str())?,
+                    _ => write!(f, " stopped exitcode={code}")?,
                 }
             }
-            Phase::Closed { .. } => f.write_str(" closed")?,
         }
-        if state.daemon {
+        if seen.daemon {
             f.write_str(" daemon")?;
         }
         f.write_str(">")
-    }
-}
-
-/// Something [`wait`](crate::wait()) can watch: ready once a process has ended.
-///
-/// From [`Process::sentinel`] or [`ParentProcess::sentinel`](crate::ParentProcess::sentinel).
-/// It stays valid after the process handle is closed.
-#[derive(Debug, Clone)]
-pub struct Sentinel(Arc<OwnedFd>);
-
-impl Sentinel {
-    pub(crate) fn new(fd: Arc<OwnedFd>) -> Self {
-        Sentinel(fd)
-    }
-}
-
-impl AsFd for Sentinel {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
-impl AsRawFd for Sentinel {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
     }
 }
 
@@ -645,7 +657,13 @@ pub fn active_children() -> Vec<Process> {
 }
 
 /// At exit: terminate daemonic children, then join every child, as Python does.
-pub(crate) fn shutdown_children() {
+/// Registered with [`exit`] by [`Process::start`]; the exit function calls it.
+///
+/// Holds no lock while it signals or joins: [`active_children`] copies the list out of
+/// its lock, and each handle takes its own lock only for a moment, never across a wait.
+/// Another thread may be inside the runtime (starting, listing, describing children)
+/// while this one exits.
+fn shutdown_children() {
     for p in active_children() {
         if p.daemon() {
             log::info!("calling terminate() for daemon {}", p.name());

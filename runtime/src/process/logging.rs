@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::process::context;
+use crate::process::exit;
 
 struct StderrLogger;
 
@@ -43,7 +44,7 @@ pub fn log_to_stderr(level: LevelFilter) {
     if ours {
         log::set_max_level(level);
     }
-    context::ensure_exit_hook();
+    exit::ensure_exit_hook();
 }
 
 fn is_ours() -> bool {

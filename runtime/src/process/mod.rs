@@ -1,13 +1,22 @@
 //! Processes: the [`Process`](handle::Process) handle, the bootstrap that re-executes
-//! the program as a child, the child's side, the process context, the registry of
-//! workers, the `Worker` trait and logging. Uses [`os`](crate::os) and
+//! the program as a child, the child's side, the process context, how a process exits,
+//! the registry of workers, the `Worker` trait and logging. Uses [`os`](crate::os) and
 //! [`wire`](crate::wire).
+//!
+//! Lowest first: `sentinel`, `report`, `bootstrap`, `phase`, `context`, `exit`,
+//! `logging`, `worker`, `registry`, then `handle` (the parent's side) and `child` (the
+//! child's side). The exit function shuts down children that `handle` owns: `handle`
+//! registers that shutdown with `exit` when it starts a child.
 
 pub(crate) mod bootstrap;
 pub(crate) mod child;
 pub(crate) mod context;
 pub(crate) mod error;
+pub(crate) mod exit;
 pub(crate) mod handle;
 pub(crate) mod logging;
+pub(crate) mod phase;
 pub(crate) mod registry;
+pub(crate) mod report;
+pub(crate) mod sentinel;
 pub(crate) mod worker;

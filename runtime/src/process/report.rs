@@ -1,0 +1,90 @@
+//! The [`Report`] a child sends its parent when its worker ends, and how the parent
+//! reads it back: one frame on the bootstrap channel whose first byte is the kind.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use crate::wire::codec::{self, Encoded};
+use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::frames::{self, Frame};
+
+/// What a child tells its parent when its worker ends. Sent as one frame whose first
+/// byte is the kind.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The worker returned this encoded value.
+    Value(Encoded),
+    /// The worker panicked.
+    Panic {
+        message: String,
+        location: Option<String>,
+        /// What the child printed (not sent).
+        text: String,
+    },
+    /// The worker returned `Err` with this description.
+    Failed(String),
+}
+
+const REPORT_VALUE: u8 = 0;
+const REPORT_PANIC: u8 = 1;
+const REPORT_FAILED: u8 = 2;
+
+impl Report {
+    /// What the child prints on its stderr about this end; `None` for a value.
+    pub(crate) fn stderr_text(&self) -> Option<String> {
+        match self {
+            Report::Value(_) => None,
+            Report::Panic { text, .. } => Some(text.clone()),
+            Report::Failed(message) => Some(format!("Error: {message}")),
+        }
+    }
+
+    /// Sends the report to the parent over `channel`.
+    pub(crate) fn send(&self, channel: &UnixStream) -> crate::error::Result<()> {
+        let sock = channel.as_fd();
+        match self {
+            Report::Value(value) => {
+                frames::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
+            }
+            Report::Panic {
+                message, location, ..
+            } => {
+                let body = codec::encode_record(&(message, location))?;
+                frames::send_frame(sock, &[&[REPORT_PANIC], &body], &[])?
+            }
+            Report::Failed(message) => {
+                let body = codec::encode_record(message)?;
+                frames::send_frame(sock, &[&[REPORT_FAILED], &body], &[])?
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a report frame. Never trusts the bytes.
+    pub(crate) fn parse(mut frame: Frame) -> Result<Report, CodecError> {
+        if frame.bytes.is_empty() {
+            return Err(CodecError::new(CodecErrorKind::Truncated, "empty report"));
+        }
+        let kind = frame.bytes.remove(0);
+        match kind {
+            REPORT_VALUE => Ok(Report::Value(Encoded {
+                bytes: frame.bytes,
+                fds: frame.fds,
+            })),
+            REPORT_PANIC => {
+                let (message, location): (String, Option<String>) =
+                    codec::decode_record(&frame.bytes)?;
+                Ok(Report::Panic {
+                    message,
+                    location,
+                    text: String::new(),
+                })
+            }
+            REPORT_FAILED => Ok(Report::Failed(codec::decode_record(&frame.bytes)?)),
+            other => Err(CodecError::new(
+                CodecErrorKind::Decode,
+                format!("unknown report kind {other}"),
+            )),
+        }
+    }
+}
