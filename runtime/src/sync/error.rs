@@ -231,11 +231,9 @@ impl<T> fmt::Display for WaitError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WaitError::NotOwned => f.write_str("must acquire() condition before using wait()"),
-            WaitError::TooManyWaiters => write!(
-                f,
-                "too many waiters on one condition (at most {})",
-                super::condition::MAX_WAITERS
-            ),
+            WaitError::TooManyWaiters => {
+                f.write_str("too many processes and threads wait on this condition already")
+            }
             WaitError::Poisoned(e) => e.fmt(f),
         }
     }
