@@ -55,8 +55,8 @@ pub use error::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
 use crate::error::{Error, Result};
 use crate::ipc::error::ChannelError;
-use crate::ipc::queue::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::ipc::ring::{self, Line, Ring, RingControl, Word};
+use crate::ipc::scratch::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::ipc::spin::Spinner;
 use crate::ipc::wait::{Waitable, Watch};
 use crate::os::futex::{Acquired, RawLock};
@@ -486,7 +486,7 @@ struct Inner {
 }
 
 fn hash_of(type_name: &str) -> u64 {
-    crate::ipc::queue::raw::type_hash(type_name)
+    crate::ipc::type_hash::type_hash(type_name)
 }
 
 /// Holds a ring lock, and releases it when dropped.

@@ -4,7 +4,6 @@
 mod error;
 pub(crate) mod raw;
 
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -20,39 +19,13 @@ pub use error::{
 use raw::{Fail, Flavor, Patience, RawQueue};
 
 use crate::error::{Error, Result};
+use crate::ipc::scratch::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::ipc::wait::{Waitable, Watch};
 use crate::os::sys;
 use crate::wire::codec;
 
-/// Scratch buffers above this size are not kept for the next item.
-const KEEP_SCRATCH: usize = 8 << 20;
-
-thread_local! {
-    pub(crate) static PUT_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    pub(crate) static GET_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer, emptied (or a fresh one if the scratch
-/// is in use further up this thread's stack).
-pub(crate) fn with_scratch<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            let out = f(&mut buf);
-            if buf.capacity() > KEEP_SCRATCH {
-                *buf = Vec::new();
-            }
-            out
-        }
-        Err(_) => f(&mut Vec::new()),
-    })
-}
-
 fn type_hash<T>() -> u64 {
-    raw::type_hash(std::any::type_name::<T>())
+    crate::ipc::type_hash::type_hash(std::any::type_name::<T>())
 }
 
 /// A first-in, first-out queue shared by any number of processes: Python's

@@ -854,14 +854,6 @@ fn copy_spilled(fd: OwnedFd, len: usize, out: &mut Vec<u8>) -> Result<(), Fail> 
     Ok(())
 }
 
-/// A stable hash of a type's name: the item type a queue was made for.
-pub(crate) fn type_hash(name: &str) -> u64 {
-    // FNV-1a.
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
