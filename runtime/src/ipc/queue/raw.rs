@@ -56,6 +56,7 @@ use crate::error::Error;
 use crate::ipc::error::ChannelError;
 use crate::ipc::ring::{self, Line, Ring, RingControl, Word};
 use crate::ipc::spin::Spinner;
+use crate::ipc::wait::Watch;
 use crate::os::futex::{self, Acquired, RawLock};
 use crate::os::shm::SharedRegion;
 use crate::os::sys;
@@ -852,6 +853,28 @@ fn copy_spilled(fd: OwnedFd, len: usize, out: &mut Vec<u8>) -> Result<(), Fail> 
     // private buffer of `len` bytes.
     unsafe { std::ptr::copy_nonoverlapping(region.as_ptr(), out.as_mut_ptr(), len) };
     Ok(())
+}
+
+impl Watch for RawQueue {
+    fn arm(&self) -> std::io::Result<bool> {
+        self.watch_arm()
+    }
+
+    fn disarm(&self) {
+        self.watch_disarm();
+    }
+
+    fn is_ready(&self) -> std::io::Result<bool> {
+        self.watch_is_ready()
+    }
+
+    fn confirm(&self) -> std::io::Result<bool> {
+        self.watch_confirm()
+    }
+
+    fn recheck_after(&self) -> Option<Duration> {
+        Some(RawQueue::recheck_after())
+    }
 }
 
 #[cfg(test)]
