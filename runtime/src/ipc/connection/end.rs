@@ -21,7 +21,7 @@ use crate::wire::codec::{self, MAX_MESSAGE_LEN, PortableFd};
 use super::inner::{Inner, RecvFail, SendFail};
 use super::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
-/// One end of a [`Pipe`]: sends and receives messages of type `T` (and raw byte
+/// One end of a [`Pipe`](crate::Pipe): sends and receives messages of type `T` (and raw byte
 /// messages), to and from the other end, in whatever process each end is.
 ///
 /// An end crosses to another process as a worker argument, a field of a `#[process]`
