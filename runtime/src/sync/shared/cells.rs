@@ -1,5 +1,6 @@
 //! `Cells`: elements of plain data at an offset of a shared region, read and written
-//! with volatile accesses, and where the lock of a [`Value`] or an [`Array`] lives.
+//! with volatile accesses, and where the lock of a [`Value`](crate::Value) or an
+//! [`Array`](crate::Array) lives.
 
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, align_of, size_of};
@@ -185,8 +186,9 @@ impl<'de, T: Plain> Deserialize<'de> for Cells<T> {
     }
 }
 
-/// Where a [`Value`]'s or [`Array`]'s lock lives: in the object's own region, or
-/// elsewhere (a lock given by the user, maybe shared by several objects).
+/// Where a [`Value`](crate::Value)'s or [`Array`](crate::Array)'s lock lives: in the
+/// object's own region, or elsewhere (a lock given by the user, maybe shared by several
+/// objects).
 #[derive(Serialize, Deserialize)]
 pub(super) enum LockPlace<L> {
     Inline(u64),

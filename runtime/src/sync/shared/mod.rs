@@ -3,10 +3,10 @@
 //!
 //! # Layout
 //!
-//! One region: the lock's state first when the object has its own lock (an [`RLock`]
-//! by default), then the elements from offset 16 (or the type's alignment, if larger:
-//! in the lock's cache line, which a locked update then moves between CPUs alone), or
-//! from offset 0 without a lock. A handle holds the region, the offset and the
+//! One region: the lock's state first when the object has its own lock (an
+//! [`RLock`](crate::RLock) by default), then the elements from offset 16 (or the
+//! type's alignment, if larger: in the lock's cache line, which a locked update then
+//! moves between CPUs alone), or from offset 0 without a lock. A handle holds the region, the offset and the
 //! length; a handle that arrives from another process is checked against the region's
 //! real size before use.
 //!
