@@ -6,5 +6,7 @@ pub(crate) mod connection;
 pub(crate) mod error;
 pub(crate) mod queue;
 pub(crate) mod ring;
+pub(crate) mod scratch;
 pub(crate) mod spin;
+pub(crate) mod type_hash;
 pub(crate) mod wait;

@@ -1,0 +1,93 @@
+//! Sending: through the ring when the message fits and carries no descriptors,
+//! through the socket as a frame otherwise.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+
+use super::inner::{Inner, SendFail, is_hangup, lock};
+use super::layout::{MSG, SEQ_LEN};
+use crate::ipc::error::ChannelError;
+use crate::ipc::ring::{self, Word};
+use crate::os::sys;
+use crate::wire::codec::MAX_MESSAGE_LEN;
+use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::frames::{self, FrameError};
+
+impl Inner {
+    // --- sending ---
+
+    pub(super) fn send_raw(
+        &self,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> std::result::Result<(), SendFail> {
+        let dir = self.send_dir().ok_or(ChannelError::ReadOnly)?;
+        if bytes.len() > MAX_MESSAGE_LEN - SEQ_LEN {
+            return Err(SendFail::Failed(
+                CodecError::new(
+                    CodecErrorKind::Oversized,
+                    format!(
+                        "{} bytes, above the limit of {}",
+                        bytes.len(),
+                        MAX_MESSAGE_LEN - SEQ_LEN
+                    ),
+                )
+                .into(),
+            ));
+        }
+        let ring = self.ring(dir);
+        let ctl = &self.header().dirs[dir].ring;
+        let _held = lock(&ctl.tx.lock, None);
+        let peer = 1 - self.end;
+        if self.info().holders[peer].load(Ordering::Relaxed) == 0 {
+            return Err(SendFail::Disconnected);
+        }
+        let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
+        let seq = tail.count();
+        let need = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
+        let half = (self.ring_size / 2) as u32;
+        let free = match need {
+            // Asking for half the ring more than needed makes `free` read the
+            // receiver's word whenever the last one seen says the ring is half full,
+            // so that the check below sees the real state.
+            Some(need) if fds.is_empty() => ring
+                .free(tail, need + half)
+                .map_err(|c| SendFail::from(ChannelError::Corrupt(c.0)))?,
+            _ => 0,
+        };
+        match need {
+            Some(need) if fds.is_empty() && free >= need => {
+                let next = ring.write(tail, MSG, u64::from(seq), bytes);
+                ring.publish(next);
+                // A peer killed without closing its handles is invisible to the count:
+                // ask the socket once the buffer fills up.
+                if free - need <= half && self.peer_hung_up() {
+                    return Err(SendFail::Disconnected);
+                }
+                self.ring_doorbell(dir);
+            }
+            _ => {
+                let seq_bytes = u64::from(seq).to_le_bytes();
+                match frames::send_frame(self.socket.as_fd(), &[&seq_bytes, bytes], &fds) {
+                    Ok(()) => {}
+                    Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
+                    Err(e) => return Err(SendFail::Failed(e.into())),
+                }
+                ring.publish(Word::new(seq.wrapping_add(1), tail.pos()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the other end of the socket is closed (without waiting).
+    fn peer_hung_up(&self) -> bool {
+        sys::poll_until(
+            &[(self.socket.as_fd(), PollFlags::empty())],
+            Some(Instant::now()),
+        )
+        .is_ok_and(|r| r[0].intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    }
+}

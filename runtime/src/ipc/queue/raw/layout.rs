@@ -1,0 +1,82 @@
+//! The shared region of a queue: its constants and the header at its start (the
+//! picture is in the module docs).
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::ipc::ring::{Line, RingControl};
+
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mpqueue1");
+/// Where the data area starts.
+pub(super) const DATA_OFFSET: usize = 4096;
+/// The default data area: room for a few 1 MiB items in flight.
+pub(crate) const DEFAULT_RING: usize = 4 << 20;
+
+pub(super) const INLINE: u32 = 1;
+pub(super) const INLINE_FDS: u32 = 2;
+pub(super) const SPILL: u32 = 3;
+
+/// Which queue type a region belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Queue = 1,
+    Simple = 2,
+    Joinable = 3,
+}
+
+impl Flavor {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Flavor::Queue => "Queue",
+            Flavor::Simple => "SimpleQueue",
+            Flavor::Joinable => "JoinableQueue",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct Info {
+    pub(super) magic: AtomicU64,
+    pub(super) ring_size: AtomicU64,
+    /// 0: unbounded.
+    pub(super) max_items: AtomicU64,
+    pub(super) type_hash: AtomicU64,
+    pub(super) flavor: AtomicU32,
+    pub(super) closed: AtomicU32,
+}
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct Wake {
+    pub(super) not_empty: AtomicU32,
+    pub(super) not_empty_waiters: AtomicU32,
+    pub(super) not_full: AtomicU32,
+    pub(super) not_full_waiters: AtomicU32,
+    /// Processes in `wait` on this queue.
+    pub(super) watchers: AtomicU32,
+    /// Set when the eventfd was signalled and not yet found stale.
+    pub(super) bell: AtomicU32,
+    /// The next descriptor batch number.
+    pub(super) fd_seq: AtomicU64,
+}
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct Join {
+    /// `task_done` calls, compared with the items put (the tail word's count).
+    pub(super) done: AtomicU32,
+    pub(super) seq: AtomicU32,
+    pub(super) waiters: AtomicU32,
+}
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct Header {
+    pub(super) info: Line<Info>,
+    pub(super) ring: RingControl,
+    pub(super) wake: Line<Wake>,
+    pub(super) join: Line<Join>,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
+const _: () = assert!(std::mem::offset_of!(Header, wake) == 320);

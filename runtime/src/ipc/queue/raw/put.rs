@@ -1,0 +1,190 @@
+//! Putting an item: writing its record (or spilling a large item into memory of its
+//! own), waking consumers, and waiting for room.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+
+use crate::ipc::ring::{self, Ring, Word};
+use crate::os::futex;
+use crate::os::shm::SharedRegion;
+use crate::os::sys;
+use crate::wire::codec::MAX_MESSAGE_LEN;
+
+use super::layout::{INLINE, INLINE_FDS, SPILL};
+use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
+
+impl RawQueue {
+    /// Queues one encoded item with its descriptors.
+    pub(crate) fn put(
+        &self,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+        patience: Patience,
+    ) -> Result<(), Fail> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(Fail::Failed(
+                crate::wire::error::CodecError::new(
+                    crate::wire::error::CodecErrorKind::Oversized,
+                    format!(
+                        "{} bytes, above the limit of {MAX_MESSAGE_LEN}",
+                        bytes.len()
+                    ),
+                )
+                .into(),
+            ));
+        }
+        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
+        let (kind, payload, need, fds): (u32, &[u8], u32, Vec<OwnedFd>) = match inline {
+            Some(need) if fds.is_empty() => (INLINE, bytes, need, fds),
+            Some(need) => (INLINE_FDS, bytes, need, fds),
+            None => {
+                let mut all = Vec::with_capacity(fds.len() + 1);
+                all.push(spill(bytes)?);
+                all.extend(fds);
+                (SPILL, &[], ring::record_bytes(8).unwrap_or(32), all)
+            }
+        };
+        let spilled_len = (bytes.len() as u64).to_le_bytes();
+        let payload = if kind == SPILL {
+            &spilled_len[..]
+        } else {
+            payload
+        };
+        let deadline = patience.deadline();
+        loop {
+            if self.is_closed() {
+                return Err(Fail::Closed);
+            }
+            let Some(held) = lock(&self.header().ring.tx.lock, patience, "producer") else {
+                return Err(Fail::Timeout);
+            };
+            match self.try_write(kind, payload, need, &fds)? {
+                Written::Yes => {
+                    drop(held);
+                    self.wake_consumers();
+                    return Ok(());
+                }
+                Written::Closed => return Err(Fail::Closed),
+                Written::NoRoom => {
+                    drop(held);
+                    if !patience.waits() {
+                        return Err(Fail::NotNow);
+                    }
+                    if !self.wait_for_room(need, deadline) {
+                        return Err(Fail::Timeout);
+                    }
+                }
+                Written::CourierFull => {
+                    drop(held);
+                    if !patience.waits() {
+                        return Err(Fail::NotNow);
+                    }
+                    let ready =
+                        sys::poll_until(&[(self.courier.send_fd(), PollFlags::POLLOUT)], deadline)?;
+                    if ready[0].is_empty() {
+                        return Err(Fail::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// With the producer lock held: writes and publishes the record if it may.
+    pub(super) fn try_write(
+        &self,
+        kind: u32,
+        payload: &[u8],
+        need: u32,
+        fds: &[OwnedFd],
+    ) -> Result<Written, Fail> {
+        let header = self.header();
+        if self.is_closed() {
+            return Ok(Written::Closed);
+        }
+        let ring = self.ring();
+        let tail = Word(header.ring.tail.word.load(Ordering::Relaxed));
+        if self.max_items > 0 {
+            let seen = Word(header.ring.tx.seen.load(Ordering::Relaxed));
+            if Ring::items(seen, tail) >= self.max_items {
+                let head = Word(header.ring.head.word.load(Ordering::Acquire));
+                header.ring.tx.seen.store(head.0, Ordering::Relaxed);
+                let items = Ring::items(head, tail);
+                if items >= self.max_items && items <= u32::MAX / 2 {
+                    return Ok(Written::NoRoom);
+                }
+            }
+        }
+        if ring.free(tail, need)? < need {
+            return Ok(Written::NoRoom);
+        }
+        let mut seq = 0;
+        if !fds.is_empty() {
+            // Reserve the number before sending: a producer that dies after this
+            // leaves a gap, never two batches under one number.
+            seq = header.wake.fd_seq.load(Ordering::Relaxed);
+            header
+                .wake
+                .fd_seq
+                .store(seq.wrapping_add(1), Ordering::Relaxed);
+            match self.courier.send(seq, fds) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Written::CourierFull),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let next = ring.write(tail, kind, seq, payload);
+        ring.publish(next);
+        Ok(Written::Yes)
+    }
+
+    fn wake_consumers(&self) {
+        let wake = &self.header().wake;
+        // Ordered after the publishing swap, which is a full barrier.
+        if wake.not_empty_waiters.load(Ordering::SeqCst) > 0 {
+            wake.not_empty.fetch_add(1, Ordering::SeqCst);
+            futex::wake(&wake.not_empty, u32::MAX);
+        }
+        if wake.watchers.load(Ordering::SeqCst) > 0 {
+            self.ring_bell();
+        }
+    }
+
+    fn wait_for_room(&self, need: u32, deadline: Option<Instant>) -> bool {
+        let consumer_cpu = self.header().ring.head.cpu.load(Ordering::Relaxed);
+        if self.spin.spin(deadline, consumer_cpu, || {
+            self.has_room(need) || self.is_closed()
+        }) {
+            return true;
+        }
+        let wake = &self.header().wake;
+        wake.not_full_waiters.fetch_add(1, Ordering::SeqCst);
+        let seen = wake.not_full.load(Ordering::SeqCst);
+        let outcome = if self.has_room(need) || self.is_closed() {
+            futex::Wait::Woken
+        } else {
+            futex::wait(&wake.not_full, seen, nap_until(deadline))
+        };
+        wake.not_full_waiters.fetch_sub(1, Ordering::SeqCst);
+        outcome == futex::Wait::Woken || deadline.is_none_or(|d| Instant::now() < d)
+    }
+}
+
+pub(super) enum Written {
+    Yes,
+    Closed,
+    NoRoom,
+    CourierFull,
+}
+
+/// An item too large for the ring, in a sealed memory region of its own.
+fn spill(bytes: &[u8]) -> Result<OwnedFd, Fail> {
+    let region = SharedRegion::new("queue-item", bytes.len().max(1))?;
+    // SAFETY: the region is new, private to this process until its descriptor is sent,
+    // and at least `bytes.len()` long.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.as_ptr(), bytes.len()) };
+    Ok(region.dup_fd()?)
+}
