@@ -62,6 +62,7 @@ pub(crate) struct CondSlot {
 unsafe impl Atomics for CondSlot {}
 
 /// How many threads can wait on one condition at once.
+#[cfg(test)]
 pub(crate) const MAX_WAITERS: usize =
     (REGION_LEN - std::mem::size_of::<CondState>()) / std::mem::size_of::<CondSlot>();
 

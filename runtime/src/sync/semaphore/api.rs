@@ -6,13 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::sem_core::{Block, SemCore};
+use super::sem_core::{Block, SEM_VALUE_MAX, SemCore};
 use crate::os::sys;
 use crate::sync::error::ReleaseError;
-
-/// The largest value a semaphore can have: 2147483647, as POSIX's `SEM_VALUE_MAX` on
-/// Linux. Releasing a [`Semaphore`] at this value is an error.
-pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 
 macro_rules! semaphore_api {
     ($ty:ident) => {

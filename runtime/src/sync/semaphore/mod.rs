@@ -35,4 +35,5 @@ mod permits;
 mod recovery;
 mod sem_core;
 
-pub use api::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard};
+pub use api::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use sem_core::SEM_VALUE_MAX;

@@ -10,7 +10,9 @@ use crate::os::futex::{Acquired, RawLock};
 use crate::sync::error::SyncError;
 use crate::sync::{Atomics, Shm};
 
-use super::api::SEM_VALUE_MAX;
+/// The largest value a semaphore can have: 2147483647, as POSIX's `SEM_VALUE_MAX` on
+/// Linux. Releasing a [`Semaphore`](crate::Semaphore) at this value is an error.
+pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 
 /// Bytes of a semaphore's region: one page.
 const REGION_LEN: usize = 4096;
