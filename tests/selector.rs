@@ -128,3 +128,35 @@ fn an_empty_channel_is_refused() {
     let out = with_channel_sending(&[]);
     assert_refused(&out, "closed the channel before the bootstrap");
 }
+
+/// A socket at descriptor 3 that is connected to no process (the peer credentials
+/// name pid 0) is not the parent's channel: refused with status 2, not taken for a
+/// parent that died (which would end the child with SIGKILL, silently).
+#[test]
+fn a_socket_connected_to_no_process_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let unconnected = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    for (what, fd) in [
+        ("tcp", tcp.as_raw_fd()),
+        ("udp", udp.as_raw_fd()),
+        ("unconnected unix", unconnected.as_raw_fd()),
+    ] {
+        let mut cmd = selector_command("selector::must_not_run", "fd=3");
+        give_as_fd_3(&mut cmd, fd);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.code().is_some(),
+            "{what}: ended by {:?}, silently",
+            out.status
+        );
+        assert_refused(&out, "not a socket of my parent");
+    }
+}

@@ -314,6 +314,14 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
     let creds = getsockopt(&unsafe_borrow(fd), sockopt::PeerCredentials)
         .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
     let parent = getppid();
+    if creds.pid() <= 0 {
+        // A TCP or UDP socket, or a Unix socket that is not connected: no process is
+        // at the other end, so no parent can have died there.
+        return Err(not_ours(format!(
+            "the socket at descriptor {fd} is not a socket of my parent: no process is \
+             connected to it"
+        )));
+    }
     if creds.pid() != parent.as_raw() {
         if u32::try_from(creds.pid()).is_ok_and(crate::os::identity::process_is_dead) {
             return Err(AcceptError::ParentGone);
