@@ -40,7 +40,14 @@ impl Inner {
             match attempt {
                 Attempt::Got(fds) => return Ok(fds),
                 Attempt::Eof => return Err(RecvFail::Disconnected),
-                Attempt::Retry => socket_ready = false,
+                Attempt::Retry => {
+                    socket_ready = false;
+                    // Each retry follows progress (a doorbell, a message published as
+                    // the socket closed), but the deadline holds on this path too.
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(RecvFail::Timeout);
+                    }
+                }
                 Attempt::Nothing(seen) => socket_ready = self.wait_readable(dir, seen, deadline)?,
             }
         }
@@ -174,15 +181,35 @@ impl Inner {
 
     /// The socket ended: messages published into the ring before the end are still
     /// due; a message announced but never sent means the sender died while sending.
+    ///
+    /// A ring record that is not the one due (or not a record at all) can never
+    /// become due once the other end is gone: it is reported once as corruption and
+    /// dropped with everything after it, so that the next receive finds the end of
+    /// file (`Disconnected`) instead of retrying for ever.
     fn at_end_of_file(
         &self,
         dir: usize,
         head: Word,
         rx: &mut RxState,
     ) -> std::result::Result<Attempt, RecvFail> {
-        let tail = self.ring(dir).fresh_tail();
+        let ring = self.ring(dir);
+        let tail = ring.fresh_tail();
         if tail.pos() != head.pos() {
-            return Ok(Attempt::Retry);
+            let why = match ring.header(head, tail, |k| k == MSG) {
+                Ok(Some(h)) if h.seq == u64::from(head.count()) => return Ok(Attempt::Retry),
+                // Published and freed in between: look again.
+                Ok(None) => return Ok(Attempt::Retry),
+                Ok(Some(h)) => format!(
+                    "message number {} where {} was due, from an end that is closed",
+                    h.seq,
+                    head.count()
+                ),
+                Err(corrupt) => corrupt.0,
+            };
+            ring.release(tail);
+            return Err(RecvFail::Failed(
+                ChannelError::Corrupt(format!("{why}; the rest of the ring is dropped")).into(),
+            ));
         }
         if tail.count() != head.count() {
             let e = CodecError::new(
