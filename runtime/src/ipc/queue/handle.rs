@@ -201,8 +201,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `item` if there is room right now; `Full` otherwise.
     ///
-    /// It does not wait for room, but may wait for another producer's `put` in
-    /// progress (the producer lock is held only while an item is copied in).
+    /// It never waits: not for room, and not for another producer's `put` in
+    /// progress (a producer that holds the producer lock, even one stopped there,
+    /// makes it `Full`), as Python's `put(block=False)` takes its lock without
+    /// blocking.
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
         match self.put_with(&item, Patience::None) {
             Ok(()) => Ok(()),
@@ -250,8 +252,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the item at the front if there is one right now; `Empty` otherwise. Like
-    /// [`try_put`](Self::try_put), it may wait for another consumer's `get` in
-    /// progress.
+    /// [`try_put`](Self::try_put), it never waits: a consumer in the middle of a `get`
+    /// (holding the consumer lock, even stopped there) makes it `Empty`.
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
         match self.get_with(Patience::None) {
             Ok(item) => Ok(item),

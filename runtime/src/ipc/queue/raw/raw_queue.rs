@@ -11,7 +11,8 @@ use crate::error::Error;
 use crate::ipc::error::ChannelError;
 use crate::ipc::ring::{self, Ring, Word};
 use crate::ipc::spin::Spinner;
-use crate::os::futex::{Acquired, RawLock};
+use crate::os::futex::{Acquired, FIRST_CHECK, RawLock};
+use crate::os::identity::process_is_dead;
 use crate::os::shm::SharedRegion;
 use crate::os::sys;
 use crate::wire::codec::PortableFd;
@@ -108,18 +109,25 @@ impl Drop for Held<'_> {
     }
 }
 
+/// Takes a ring lock within `patience`. Without patience (the `try_` forms) it never
+/// waits for a living holder, not even for the bounded work a holder does under it:
+/// a holder stopped with SIGSTOP would make that wait unbounded. A holder that died
+/// is taken over, after one liveness check.
 pub(super) fn lock<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Option<Held<'a>> {
-    // A lock is held only for bounded work (a copy, a non-blocking send), so even a
-    // try_put or try_get waits for it.
-    let deadline = match patience {
-        Patience::None => None,
-        Patience::Until(d) => d,
+    let acquired = match patience {
+        Patience::None if lock.try_lock() => Acquired::Clean,
+        Patience::None => match lock.holder() {
+            // `lock` checks a holder's life after its first slice of waiting: a
+            // deadline just past that slice takes a dead holder's lock over.
+            Some(pid) if process_is_dead(pid) => {
+                lock.lock(Some(Instant::now() + 3 * FIRST_CHECK))?
+            }
+            _ => return None,
+        },
+        Patience::Until(deadline) => lock.lock(deadline)?,
     };
-    match lock.lock(deadline)? {
-        Acquired::Clean => {}
-        Acquired::OwnerDied => {
-            log::debug!("took over the {what} lock of a queue from a process that died");
-        }
+    if acquired == Acquired::OwnerDied {
+        log::debug!("took over the {what} lock of a queue from a process that died");
     }
     Some(Held(lock))
 }
