@@ -1,16 +1,21 @@
 //! Taking an item: the record at the head, its descriptors or spilled memory, waking
 //! producers and waiting for items.
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::stat::fstat;
+use nix::unistd::{Whence, lseek};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::ipc::error::ChannelError;
-use crate::ipc::ring::{Ring, Word};
+use crate::ipc::ring::{self, Ring, Word};
 use crate::os::futex;
 use crate::os::shm::SharedRegion;
 use crate::wire::codec::MAX_MESSAGE_LEN;
-use crate::wire::courier::Taken;
+use crate::wire::courier;
 
 use super::layout::{INLINE, SPILL};
 use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
@@ -33,8 +38,19 @@ impl RawQueue {
                 Ok(Took::Spilled(region, len, fds)) => {
                     drop(held);
                     self.wake_producers();
-                    copy_spilled(region, len, out)?;
+                    // The item is taken: a try_ form copies it whatever the time.
+                    let copy_deadline = match patience {
+                        Patience::None => None,
+                        Patience::Until(d) => d,
+                    };
+                    copy_spilled(region, len, out, copy_deadline)?;
                     return Ok(fds);
+                }
+                Ok(Took::Corrupt(corrupt)) => {
+                    let failed = self.recover(corrupt, patience);
+                    drop(held);
+                    self.wake_producers();
+                    return Err(failed);
                 }
                 Ok(Took::Lost) => {
                     drop(held);
@@ -73,23 +89,28 @@ impl RawQueue {
         let header = match ring.header(head, tail, |k| (INLINE..=SPILL).contains(&k)) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(Took::Empty),
-            Err(corrupt) => {
-                // Nothing between head and tail can be trusted: drop it all, so that
-                // the queue works again for what comes next.
-                let tail = ring.fresh_tail();
-                ring.release(tail);
-                return Err(corrupt.into());
-            }
+            // Nothing between head and tail can be trusted: the caller drops it all
+            // (see `recover`), so that the queue works again for what comes next.
+            Err(corrupt) => return Ok(Took::Corrupt(corrupt)),
         };
         out.clear();
         ring.read_payload(head, &header, out);
         let fds = match header.kind {
             INLINE => Vec::new(),
-            _ => match self.courier.take(header.seq) {
+            _ => match self.take_batch(header.seq) {
                 Ok(Taken::Batch(fds)) => fds,
                 Ok(Taken::Lost) => {
                     ring.release(Ring::after(head, &header));
                     return Ok(Took::Lost);
+                }
+                Ok(Taken::Missing) => {
+                    ring.release(Ring::after(head, &header));
+                    return Err(ChannelError::Corrupt(format!(
+                        "a queued item whose descriptors (batch {}) were never sent; 1 item \
+                         dropped",
+                        header.seq
+                    ))
+                    .into());
                 }
                 Err(e) => {
                     // Without its descriptors the item cannot be decoded: drop it.
@@ -113,6 +134,20 @@ impl RawQueue {
             _ => Err(
                 ChannelError::Corrupt("a spilled item without its length or memory".into()).into(),
             ),
+        }
+    }
+
+    /// Takes descriptor batch `seq` from the courier, telling a batch that a
+    /// consumer which died had taken (the item is lost with that consumer) from one
+    /// that was never sent (a peer's forged record).
+    fn take_batch(&self, seq: u64) -> Result<Taken, Fail> {
+        let mark = seq.wrapping_add(1);
+        // Noted before taking: a consumer that dies after taking leaves the mark.
+        let before = self.header().wake.taking.swap(mark, Ordering::SeqCst);
+        match self.courier.take(seq)? {
+            courier::Taken::Batch(fds) => Ok(Taken::Batch(fds)),
+            courier::Taken::Lost if before == mark => Ok(Taken::Lost),
+            courier::Taken::Lost => Ok(Taken::Missing),
         }
     }
 
@@ -148,17 +183,81 @@ impl RawQueue {
 enum Took {
     Item(Vec<OwnedFd>),
     Spilled(OwnedFd, usize, Vec<OwnedFd>),
+    /// Taken by a consumer that died: skipped.
     Lost,
     Empty,
+    /// The ring holds garbage: to be recovered, with the consumer lock still held.
+    Corrupt(ring::Corrupt),
 }
 
-fn copy_spilled(fd: OwnedFd, len: usize, out: &mut Vec<u8>) -> Result<(), Fail> {
+/// What the courier held for a record.
+enum Taken {
+    Batch(Vec<OwnedFd>),
+    /// A consumer that died took it.
+    Lost,
+    /// It was never sent.
+    Missing,
+}
+
+/// Bytes copied between two looks at the deadline.
+const COPY_CHUNK: usize = 8 << 20;
+
+/// Copies a spilled item out of its memory, after checking what a producer's spill
+/// always is, so that a peer's forgery is refused before anything is copied: exactly
+/// `len` bytes, sealed against resizing, and without holes (a producer writes every
+/// byte; a sparse region would cost the reader a page per hole it reads). The copy
+/// stops at `deadline`; the item is dropped then, and the error says so.
+fn copy_spilled(
+    fd: OwnedFd,
+    len: usize,
+    out: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Result<(), Fail> {
+    let corrupt = |what: String| -> Fail {
+        ChannelError::Corrupt(format!("a spilled item {what}; 1 item dropped")).into()
+    };
+    let size = fstat(fd.as_fd()).map_err(io::Error::from)?.st_size;
+    if u64::try_from(size).ok() != Some(len.max(1) as u64) {
+        return Err(corrupt(format!(
+            "announced as {len} bytes in memory of {size} bytes"
+        )));
+    }
+    let seals = SealFlag::from_bits_truncate(
+        fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS).map_err(io::Error::from)?,
+    );
+    if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+        return Err(corrupt(
+            "in memory that is not sealed against resizing".into(),
+        ));
+    }
+    let first_hole = lseek(&fd, 0, Whence::SeekHole).map_err(io::Error::from)?;
+    if first_hole < size {
+        return Err(corrupt(format!(
+            "of {len} bytes whose memory has a hole at byte {first_hole}: not written by a \
+             producer"
+        )));
+    }
     let region = SharedRegion::from_fd(fd, len.max(1))?;
     out.clear();
     out.resize(len, 0);
-    // SAFETY: the region maps at least `len` bytes (checked by `from_fd`); `out` is a
-    // private buffer of `len` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(region.as_ptr(), out.as_mut_ptr(), len) };
+    let mut done = 0;
+    while done < len {
+        if done > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            out.clear();
+            return Err(ChannelError::Corrupt(format!(
+                "the deadline passed {done} bytes into copying a spilled item of {len} bytes \
+                 out of its memory; 1 item dropped"
+            ))
+            .into());
+        }
+        let n = COPY_CHUNK.min(len - done);
+        // SAFETY: the region maps at least `len` bytes (checked by `from_fd`); `out`
+        // is a private buffer of `len` bytes; `done + n <= len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(region.as_ptr().add(done), out.as_mut_ptr().add(done), n);
+        }
+        done += n;
+    }
     Ok(())
 }
 

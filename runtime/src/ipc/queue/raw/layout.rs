@@ -58,6 +58,9 @@ pub(super) struct Wake {
     pub(super) bell: AtomicU32,
     /// The next descriptor batch number.
     pub(super) fd_seq: AtomicU64,
+    /// One more than the number of the batch a consumer is taking or took last (0:
+    /// none yet), noted before it takes it.
+    pub(super) taking: AtomicU64,
 }
 
 #[repr(C)]

@@ -39,10 +39,23 @@
 //! the dead holder, see [`RawLock`](crate::futex::RawLock)) continues from there.
 //! Descriptor batches of a producer that died before publishing are discarded by
 //! consumers; an item whose batch was taken by a consumer that died before freeing its
-//! record is skipped (it was being received by that consumer). A sleeper is woken by
+//! record is skipped (it was being received by that consumer: each consumer notes the
+//! batch it is about to take in `taking`, so that the next one can tell this case
+//! from a record whose batch was never sent, which is reported as corruption). A sleeper is woken by
 //! anyone's progress, never by one chosen process that could die first; and since a
 //! process may die between publishing a change and waking the sleepers, every blocking
 //! sleep also ends after [`RECHECK`](raw_queue::RECHECK) (a second) to look again.
+//!
+//! # Garbage
+//!
+//! The region is writable by every holder, so a peer can write anything into it.
+//! What cannot be trusted is dropped, and the operation that found it reports it as
+//! [`ChannelError::Corrupt`](crate::ChannelError::Corrupt), whose message says how
+//! many items were dropped (`recover.rs`): a record or a word off the record grid
+//! (both words are set to one aligned position past everything published, so the
+//! queue works again), a record whose descriptor batch was never sent, a spilled item
+//! whose memory is not what a producer makes (size other than announced, unsealed,
+//! or with holes: checked before anything is copied). A warning is logged too.
 
 mod bell;
 mod get;
@@ -50,6 +63,7 @@ mod join;
 mod layout;
 mod put;
 mod raw_queue;
+mod recover;
 
 pub(crate) use layout::{DEFAULT_RING, Flavor};
 pub(crate) use raw_queue::{Fail, Patience, RawQueue};

@@ -69,6 +69,10 @@ impl RawQueue {
                     return Ok(());
                 }
                 Written::Closed => return Err(Fail::Closed),
+                Written::Corrupt(corrupt) => {
+                    drop(held);
+                    return Err(self.recover_as_producer(corrupt, patience));
+                }
                 Written::NoRoom => {
                     drop(held);
                     if !patience.waits() {
@@ -118,7 +122,11 @@ impl RawQueue {
                 }
             }
         }
-        if ring.free(tail, need)? < need {
+        let free = match ring.free(tail, need) {
+            Ok(free) => free,
+            Err(corrupt) => return Ok(Written::Corrupt(corrupt)),
+        };
+        if free < need {
             return Ok(Written::NoRoom);
         }
         let mut seq = 0;
@@ -176,6 +184,8 @@ impl RawQueue {
 pub(super) enum Written {
     Yes,
     Closed,
+    /// The words do not describe a ring: the queue needs recovering.
+    Corrupt(ring::Corrupt),
     NoRoom,
     CourierFull,
 }
