@@ -53,6 +53,7 @@ impl Mapped {
         }
         assert_eq!(found.len(), 1, "memfds named {wanted}: {found:?}");
         let fd = found[0];
+        // SAFETY: `fd` is open (just listed) and borrowed only for this call.
         let len = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
             .expect("fstat")
             .st_size as usize;
@@ -377,8 +378,11 @@ fn courier_tx() -> OwnedFd {
         .map(|(fd, _)| *fd)
         .collect();
     assert_eq!(tx.len(), 1, "{seqpackets:?}");
-    // SAFETY: dup of an open descriptor, owned by the result.
-    unsafe { OwnedFd::from_raw_fd(nix::libc::dup(tx[0])) }
+    // SAFETY: dup of an open descriptor.
+    let dup = unsafe { nix::libc::dup(tx[0]) };
+    assert!(dup >= 0, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: a new descriptor, owned by nothing else.
+    unsafe { OwnedFd::from_raw_fd(dup) }
 }
 
 /// Publishes a spilled item of 1 GiB whose memory is a sparse memfd (sealed as the
@@ -424,9 +428,10 @@ fn sparse_spill(q: Queue<Option<Queue<u8>>>) {
 }
 
 fn max_rss_kib() -> i64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
+    // SAFETY: `rusage` is plain integers, valid when zeroed.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
     assert_eq!(
+        // SAFETY: getrusage fills the struct it is given.
         unsafe { nix::libc::getrusage(nix::libc::RUSAGE_SELF, &mut usage) },
         0
     );

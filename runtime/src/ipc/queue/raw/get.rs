@@ -115,7 +115,7 @@ impl RawQueue {
                 Err(e) => {
                     // Without its descriptors the item cannot be decoded: drop it.
                     ring.release(Ring::after(head, &header));
-                    return Err(e.into());
+                    return Err(e);
                 }
             },
         };
