@@ -396,3 +396,67 @@ fn a_task_can_wait_on_a_queue_passed_as_its_argument() {
     gate.put(7).unwrap();
     assert_eq!(r.get().unwrap(), 7);
 }
+
+#[test]
+fn imap_reads_an_endless_input_lazily() {
+    use std::cell::Cell;
+    let pool = Pool::new(2).unwrap();
+    let read = Cell::new(0u64);
+    let input = (0u64..).inspect(|_| read.set(read.get() + 1));
+    let got: Vec<u64> = pool
+        .imap::<sqr>(input)
+        .unwrap()
+        .take(1000)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+    // Bounded: the window is a few hundred tasks per worker.
+    assert!(read.get() < 1000 + 2 * 2 * 256, "read {}", read.get());
+    let mut unordered = pool.imap_unordered::<sqr>(1u64..).unwrap();
+    assert!(unordered.next().unwrap().unwrap() > 0);
+}
+
+#[test]
+fn imap_knows_its_length() {
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap::<sqr>(0..100).unwrap();
+    assert_eq!(it.len(), 100);
+    it.next().unwrap().unwrap();
+    assert_eq!(it.len(), 99);
+    assert_eq!(it.by_ref().count(), 99);
+    assert_eq!(it.len(), 0);
+    let it = pool.imap_unordered::<sqr>(vec![1, 2, 3]).unwrap();
+    assert_eq!(it.len(), 3);
+}
+
+static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+struct Expensive {
+    pid: u32,
+}
+
+#[multiproc::worker]
+fn uses_state(_x: u64) -> (u32, u32, u32) {
+    let state = multiproc::worker_state_or_init(|| {
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Expensive {
+            pid: std::process::id(),
+        }
+    });
+    (
+        std::process::id(),
+        state.pid,
+        BUILDS.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn per_worker_state_is_built_once_per_worker() {
+    let pool = Pool::new(2).unwrap();
+    for (pid, state_pid, builds) in pool.map_chunked::<uses_state>(0..200, 1).unwrap() {
+        assert_eq!(pid, state_pid);
+        assert_eq!(builds, 1);
+    }
+    // The parent's own state is its own.
+    assert!(multiproc::worker_state::<Expensive>().is_none());
+}

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use crate::wire::frames::Frame;
 
 /// Results are sent when this many are waiting, ...
 const FLUSH_COUNT: usize = 256;
-/// ... when the oldest has waited this long, and always before the worker waits for
+/// ... when the first has waited this long, and at once when the worker waits for
 /// tasks.
 const FLUSH_AFTER: Duration = Duration::from_micros(200);
 
@@ -142,44 +142,98 @@ fn run_item(entry: Result<&'static Entry, &str>, item: Item) -> Outcome {
     }
 }
 
-struct Sender<'a> {
-    results: &'a Queue<FromWorker>,
-    slot: u32,
-    waiting: Vec<TaskResult>,
-    oldest: Option<Instant>,
+/// The worker's results on their way to the pool: the task loop leaves them here and
+/// a sending thread puts them on the result queue in batches, lingering briefly for
+/// more, so that a result never waits behind the next (maybe long) task.
+struct Outbox {
+    state: Mutex<OutState>,
+    cond: Condvar,
 }
 
-impl Sender<'_> {
-    /// Sends the waiting results; `false` if the pool is gone.
-    fn flush(&mut self) -> bool {
-        self.oldest = None;
-        if self.waiting.is_empty() {
-            return true;
-        }
-        let results = std::mem::take(&mut self.waiting);
-        match self.results.put(FromWorker::Results {
-            slot: self.slot,
-            results,
-        }) {
-            Ok(()) => true,
-            Err(e) => {
-                log::debug!("pool worker cannot send results: {e}");
-                false
-            }
-        }
+#[derive(Default)]
+struct OutState {
+    waiting: Vec<TaskResult>,
+    /// Send now: the task loop is about to wait for tasks.
+    urgent: bool,
+    /// Send what is left, then end.
+    closing: bool,
+    /// The result queue refused a batch: the pool is gone.
+    broken: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&mut self, result: TaskResult, now: Instant) -> bool {
-        self.waiting.push(result);
-        let oldest = *self.oldest.get_or_insert(now);
-        if self.waiting.len() >= FLUSH_COUNT || now.duration_since(oldest) >= FLUSH_AFTER {
-            return self.flush();
+    /// Leaves a result; `false` if the pool is gone.
+    fn push(&self, result: TaskResult) -> bool {
+        let mut st = self.lock();
+        if st.broken {
+            return false;
+        }
+        st.waiting.push(result);
+        let wake = st.waiting.len() == 1 || st.waiting.len() >= FLUSH_COUNT;
+        drop(st);
+        if wake {
+            self.cond.notify_one();
         }
         true
     }
+
+    /// Asks for what waits to be sent now.
+    fn hurry(&self) {
+        let mut st = self.lock();
+        if !st.waiting.is_empty() {
+            st.urgent = true;
+            drop(st);
+            self.cond.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closing = true;
+        self.cond.notify_one();
+    }
+
+    /// The sending thread.
+    fn send_loop(&self, results: &Queue<FromWorker>, slot: u32) {
+        loop {
+            let mut st = self.lock();
+            while st.waiting.is_empty() && !st.closing {
+                st = self.cond.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            if st.waiting.is_empty() {
+                return;
+            }
+            let deadline = Instant::now() + FLUSH_AFTER;
+            while !st.urgent && !st.closing && st.waiting.len() < FLUSH_COUNT {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                st = self
+                    .cond
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let batch = std::mem::take(&mut st.waiting);
+            st.urgent = false;
+            drop(st);
+            if let Err(e) = results.put(FromWorker::Results {
+                slot,
+                results: batch,
+            }) {
+                log::debug!("pool worker cannot send results: {e}");
+                self.lock().broken = true;
+                return;
+            }
+        }
+    }
 }
 
-fn run(args: WorkerArgs) {
+fn run(mut args: WorkerArgs) {
     install_panic_hook();
     let word: &AtomicU64 = match args.slots.atomic(args.slot as usize * 2) {
         Ok(word) => word,
@@ -188,7 +242,7 @@ fn run(args: WorkerArgs) {
             return;
         }
     };
-    if let Some((key, item)) = args.init {
+    if let Some((key, item)) = args.init.take() {
         let entry = registry::lookup(&key).map_err(|e| e.to_string());
         let outcome = run_item(entry.as_ref().map(|e| *e).map_err(String::as_str), item);
         let failure = match outcome {
@@ -207,30 +261,46 @@ fn run(args: WorkerArgs) {
             return;
         }
     }
-    let mut sender = Sender {
-        results: &args.results,
-        slot: args.slot,
-        waiting: Vec::new(),
-        oldest: None,
+    let outbox = Arc::new(Outbox {
+        state: Mutex::new(OutState::default()),
+        cond: Condvar::new(),
+    });
+    let sending = {
+        let outbox = outbox.clone();
+        let results = args.results.clone();
+        let slot = args.slot;
+        std::thread::Builder::new()
+            .name("multiproc-pool-results".into())
+            .spawn(move || outbox.send_loop(&results, slot))
     };
+    let sending = match sending {
+        Ok(handle) => handle,
+        Err(e) => {
+            log::warn!("pool worker cannot start its sending thread: {e}");
+            return;
+        }
+    };
+    work(&args, word, &outbox);
+    outbox.close();
+    let _ = sending.join();
+}
+
+/// The task loop: runs tasks until the queue closes, the pool is gone, or the worker
+/// has run `maxtasks` tasks.
+fn work(args: &WorkerArgs, word: &AtomicU64, outbox: &Outbox) {
     let mut entries: HashMap<u32, Result<&'static Entry, String>> = HashMap::new();
     let mut done: u64 = 0;
     loop {
         let packet = match args.tasks.try_get() {
             Ok(packet) => packet,
             Err(TryGetError::Empty) => {
-                if !sender.flush() {
-                    return;
-                }
+                outbox.hurry();
                 match args.tasks.get() {
                     Ok(packet) => packet,
                     Err(_) => return,
                 }
             }
-            Err(_) => {
-                sender.flush();
-                return;
-            }
+            Err(_) => return,
         };
         let message = packet
             .fds
@@ -247,7 +317,6 @@ fn run(args: WorkerArgs) {
                 // The pool cannot be wrong about its own messages; leave, so that it
                 // sees a lost worker rather than tasks that never end.
                 log::warn!("pool worker cannot read its tasks: {e}");
-                sender.flush();
                 return;
             }
         };
@@ -267,18 +336,14 @@ fn run(args: WorkerArgs) {
             word.store(id << 1, Ordering::Release);
             let nanos = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
             done += 1;
-            if !sender.push(
-                TaskResult {
-                    id,
-                    nanos,
-                    outcomes,
-                },
-                now,
-            ) {
+            if !outbox.push(TaskResult {
+                id,
+                nanos,
+                outcomes,
+            }) {
                 return;
             }
             if args.maxtasks == Some(done) {
-                sender.flush();
                 return;
             }
         }
