@@ -47,6 +47,9 @@ const MAX_WINDOW: usize = 1024;
 const AHEAD: f64 = 2e6;
 /// One packet of tasks carries about this many bytes of arguments at most.
 const BATCH_BYTES: usize = 256 << 10;
+/// After this many workers in a row ended before they sent a result, the pool stops
+/// replacing them (twice the pool's size if larger).
+const EARLY_DEATHS: usize = 8;
 /// Workers are checked this often while results keep the thread busy.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
 
@@ -89,6 +92,8 @@ struct WorkerSlot {
     running: Option<(u64, Instant)>,
     /// The task it was killed for running too long.
     timed_out: Option<u64>,
+    /// It has sent results.
+    answered: bool,
 }
 
 pub(crate) struct State {
@@ -104,6 +109,8 @@ pub(crate) struct State {
     /// The initializer failed: every task fails with this.
     broken: Option<TaskError>,
     oom_kills: Option<u64>,
+    /// Workers in a row that ended before they sent any result.
+    early_deaths: usize,
 }
 
 /// An eventfd that wakes the pool's thread.
@@ -134,6 +141,7 @@ impl Shared {
         task_timeout: Option<Duration>,
         init: Option<(&'static str, Item)>,
     ) -> Result<Arc<Shared>> {
+        crate::pool::worker::keep_registered();
         let results: Queue<FromWorker> = Queue::new()?;
         let slots = crate::sync::RawArray::<u64>::zeroed(processes * 2)?;
         let setup = LocalSetup {
@@ -166,6 +174,7 @@ impl Shared {
                 nanos: 0.0,
                 broken: None,
                 oom_kills: oom_kills(),
+                early_deaths: 0,
             }),
             stopped: Condvar::new(),
             results,
@@ -424,6 +433,7 @@ impl Shared {
         let Some(Some(w)) = st.workers.get_mut(slot) else {
             return;
         };
+        w.answered = true;
         let mut nanos = st.nanos;
         for result in results {
             let Some(pos) = w.outstanding.iter().position(|t| t.id == result.id) else {
@@ -563,6 +573,27 @@ impl Shared {
         }
         if let Some(cell) = word_cell {
             cell.store(0, Ordering::Release);
+        }
+        if w.answered || w.timed_out.is_some() {
+            st.early_deaths = 0;
+        } else {
+            st.early_deaths += 1;
+            // A worker that cannot even start would be replaced forever: give up.
+            if st.early_deaths >= EARLY_DEATHS.max(2 * st.workers.len()) && st.broken.is_none() {
+                let mut exit = String::new();
+                if let Some(code) = exitcode {
+                    exit = format!(" (the last, {}, with exit code {code})", w.link.name());
+                }
+                let error = TaskError::broken(format!(
+                    "{} workers in a row ended before they sent any result{exit}",
+                    st.early_deaths
+                ));
+                log::error!("{error}");
+                for task in st.pending.drain(..) {
+                    task.fail(&error);
+                }
+                st.broken = Some(error);
+            }
         }
         let wanted = match st.phase {
             Phase::Running => st.broken.is_none(),
@@ -781,6 +812,7 @@ impl WorkerSlot {
             full: false,
             running: None,
             timed_out: None,
+            answered: false,
         }
     }
 }

@@ -51,6 +51,7 @@ enum Kind {
         worker: String,
         message: String,
     },
+    Broken(String),
 }
 
 /// How a worker was lost, as the pool saw it.
@@ -105,6 +106,18 @@ impl TaskError {
         TaskError {
             kind: Kind::Initializer { worker, message },
         }
+    }
+
+    pub(crate) fn broken(message: String) -> Self {
+        TaskError {
+            kind: Kind::Broken(message),
+        }
+    }
+
+    /// The pool stopped starting workers because they kept ending before they ran a
+    /// task (for example, killed at start by a resource limit); the task never ran.
+    pub fn is_broken(&self) -> bool {
+        matches!(self.kind, Kind::Broken(_))
     }
 
     /// The task panicked; [`message`](Self::message) and [`location`](Self::location)
@@ -251,6 +264,7 @@ impl fmt::Display for TaskError {
             Kind::Initializer { worker, message } => {
                 write!(f, "the pool's initializer failed in {worker}: {message}")
             }
+            Kind::Broken(message) => write!(f, "the pool is broken: {message}"),
         }
     }
 }
