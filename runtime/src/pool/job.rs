@@ -410,9 +410,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
                 };
             }
             if self.yielded == self.submitted {
-                if self.input.is_none() {
-                    return None;
-                }
+                self.input.as_ref()?;
                 // Nothing in flight (the window is full of taken items): submit more.
                 drop(st);
                 self.top_up();
