@@ -460,3 +460,15 @@ fn per_worker_state_is_built_once_per_worker() {
     // The parent's own state is its own.
     assert!(multiproc::worker_state::<Expensive>().is_none());
 }
+
+#[test]
+fn pools_and_results_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let pool = Pool::new(1).unwrap();
+    send_sync(&pool);
+    let r = pool.apply_async::<sqr>((3,)).unwrap();
+    send_sync(&r);
+    let got = std::thread::scope(|s| s.spawn(|| pool.map::<sqr>(0..3).unwrap()).join());
+    assert_eq!(got.unwrap(), [0, 1, 4]);
+    assert_eq!(r.get().unwrap(), 9);
+}
