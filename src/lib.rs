@@ -211,6 +211,44 @@
 //! `[INFO/Process-1] message`, in this process and every child it starts, and the
 //! runtime logs its lifecycle events through it with Python's wording.
 //!
+//! # Pools
+//!
+//! A [`Pool`] is Python's `multiprocessing.Pool` over `#[worker]` functions: worker
+//! processes named `SpawnPoolWorker-N` (daemonic), and methods typed by the worker,
+//! `pool.map::<f>(items)`, [`starmap`](Pool::starmap), [`apply`](Pool::apply),
+//! [`apply_async`](Pool::apply_async) and [`map_async`](Pool::map_async) (an
+//! [`AsyncResult`]), and lazy, bounded [`imap`](Pool::imap) and
+//! [`imap_unordered`](Pool::imap_unordered) (an [`Imap`], an `ExactSizeIterator` for
+//! inputs of known length).
+//!
+//! ```
+//! use multiproc::Pool;
+//!
+//! #[multiproc::worker]
+//! fn sqr(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let pool = Pool::new(2)?;
+//!     assert_eq!(pool.map::<sqr>(0..4)?, [0, 1, 4, 9]);
+//!     for (i, r) in pool.imap::<sqr>(0..)?.take(3).enumerate() {
+//!         assert_eq!(r?, (i * i) as u64);
+//!     }
+//!     pool.close();
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A failed task is a [`TaskError`] value (a panic with its message and location, an
+//! `Err` with its `Debug` text, a lost worker with its name, pid and exit code or
+//! signal, a timeout). A worker killed at any moment fails only the task it held; a new
+//! worker takes its place and nothing waits forever. The builder sets the
+//! [`initializer`](PoolBuilder::initializer), `maxtasksperchild` and `task_timeout`;
+//! [`set_worker_state`] and [`worker_state`] keep an expensive value per worker
+//! process. Dropping a pool terminates it, as leaving Python's `with` block does.
+//!
 //! # Locks and shared values
 //!
 //! Python's synchronisation primitives work between processes: [`Lock`], [`RLock`],
@@ -288,7 +326,7 @@ struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, Condition, Connection, Event, JoinableQueue, Lock, Pipe,
-        Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
+        Pool, Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
         active_children, cpu_count, current_process, log_to_stderr, parent_process, process, wait,
         worker,
     };

@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 
 pub use crate::ipc::error::ChannelError;
+use crate::pool::error::{PoolError, TaskError};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
 pub use crate::wire::error::{CodecError, CodecErrorKind};
 
@@ -34,6 +35,12 @@ pub enum Error {
     /// A lock, semaphore, condition, barrier or shared array refused an operation, or
     /// was created with an argument out of range.
     Sync(crate::sync::SyncError),
+    /// A [`Pool`](crate::Pool) or an [`AsyncResult`](crate::AsyncResult) was misused,
+    /// or a `get_timeout` ran out of time.
+    Pool(PoolError),
+    /// A pool task did not give a value: it panicked, returned `Err`, lost its worker
+    /// or timed out.
+    Task(TaskError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -47,6 +54,8 @@ impl fmt::Display for Error {
             Error::Registry(e) => e.fmt(f),
             Error::Channel(e) => e.fmt(f),
             Error::Sync(e) => e.fmt(f),
+            Error::Pool(e) => e.fmt(f),
+            Error::Task(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -61,6 +70,8 @@ impl std::error::Error for Error {
             Error::Registry(e) => Some(e),
             Error::Channel(e) => Some(e),
             Error::Sync(e) => Some(e),
+            Error::Pool(e) => Some(e),
+            Error::Task(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -93,6 +104,18 @@ impl From<RegistryError> for Error {
 impl From<ChannelError> for Error {
     fn from(e: ChannelError) -> Self {
         Error::Channel(e)
+    }
+}
+
+impl From<PoolError> for Error {
+    fn from(e: PoolError) -> Self {
+        Error::Pool(e)
+    }
+}
+
+impl From<TaskError> for Error {
+    fn from(e: TaskError) -> Self {
+        Error::Task(e)
     }
 }
 

@@ -9,7 +9,8 @@
 //! [`log_to_stderr`], [`wait`], the queues ([`Queue`], [`JoinableQueue`],
 //! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
 //! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]).
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]),
+//! and the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`].
 
 #![warn(
     missing_docs,
@@ -23,6 +24,7 @@
 // before it in that order (see ARCHITECTURE.md; tests/layers.rs checks it).
 mod ipc;
 mod os;
+mod pool;
 mod process;
 mod sync;
 mod wire;
@@ -48,6 +50,10 @@ pub use ipc::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
+pub use pool::{
+    AsyncResult, Imap, OneArg, Pool, PoolBuilder, PoolError, TaskError, set_worker_state,
+    worker_state, worker_state_or_init,
+};
 pub use process::context::{
     CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, parent_process,
 };
