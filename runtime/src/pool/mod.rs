@@ -7,6 +7,7 @@
 
 mod core;
 pub(crate) mod error;
+mod imap;
 mod job;
 mod link;
 mod message;
@@ -20,7 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{PoolError, TaskError};
-pub use job::{AsyncResult, Imap};
+pub use imap::Imap;
+pub use job::AsyncResult;
 pub use worker::{set_worker_state, worker_state, worker_state_or_init};
 
 use crate::error::{Error, Result};
@@ -281,7 +283,7 @@ impl Pool {
             return Err(Error::Pool(PoolError::ChunkSize));
         }
         self.shared.lazy_start()?;
-        let input: job::Input<'a> = Box::new(items.map(|a| encode_args(&a)));
+        let input: imap::Input<'a> = Box::new(items.map(|a| encode_args(&a)));
         let window = IMAP_WINDOW_PER_WORKER * self.processes() * chunksize;
         Ok(Imap::new(
             self.shared.clone(),
