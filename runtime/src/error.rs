@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 
 pub use crate::ipc::error::ChannelError;
+pub use crate::manager::error::{ManagerError, ManagerErrorKind};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
 pub use crate::wire::error::{CodecError, CodecErrorKind};
 
@@ -34,6 +35,9 @@ pub enum Error {
     /// A lock, semaphore, condition, barrier or shared array refused an operation, or
     /// was created with an argument out of range.
     Sync(crate::sync::SyncError),
+    /// A manager, its server or one of its proxies refused an operation, or the server
+    /// is gone.
+    Manager(ManagerError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -47,6 +51,7 @@ impl fmt::Display for Error {
             Error::Registry(e) => e.fmt(f),
             Error::Channel(e) => e.fmt(f),
             Error::Sync(e) => e.fmt(f),
+            Error::Manager(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -61,6 +66,7 @@ impl std::error::Error for Error {
             Error::Registry(e) => Some(e),
             Error::Channel(e) => Some(e),
             Error::Sync(e) => Some(e),
+            Error::Manager(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -93,6 +99,12 @@ impl From<RegistryError> for Error {
 impl From<ChannelError> for Error {
     fn from(e: ChannelError) -> Self {
         Error::Channel(e)
+    }
+}
+
+impl From<ManagerError> for Error {
+    fn from(e: ManagerError) -> Self {
+        Error::Manager(e)
     }
 }
 

@@ -9,7 +9,8 @@
 //! [`log_to_stderr`], [`wait`], the queues ([`Queue`], [`JoinableQueue`],
 //! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
 //! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]).
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]),
+//! and the [`Manager`], a server process holding shared objects behind proxies.
 
 #![warn(
     missing_docs,
@@ -22,6 +23,7 @@
 // The layers, lowest first: each uses only those above it in this list (see
 // ARCHITECTURE.md and tests/layers.rs).
 mod ipc;
+mod manager;
 mod os;
 mod process;
 mod sync;
@@ -37,8 +39,8 @@ pub mod __private {
 mod private;
 
 pub use error::{
-    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
-    Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ManagerError, ManagerErrorKind,
+    ProcessError, RegistryError, Result,
 };
 pub use ipc::connection::{
     Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError,
@@ -48,6 +50,11 @@ pub use ipc::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
+pub use manager::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Managed, Manager, ManagerAddress, ProxyGuard, QueueProxy, RLockProxy,
+    SemaphoreProxy, ToManagerAddress, ValueProxy,
+};
 pub use process::context::{
     CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, exit,
     parent_process,
