@@ -199,12 +199,14 @@ impl<T> Blocking<T> {
                 Some(d) => (d - now).min(LIVENESS),
                 None => LIVENESS,
             };
-            let (g, timed_out) = self
+            let (g, _) = self
                 .changed
                 .wait_timeout(guard, slice)
                 .unwrap_or_else(PoisonError::into_inner);
             guard = g;
-            if timed_out.timed_out() && client_gone(client) {
+            // Checked before `ready`, so that a client gone is never handed an item or
+            // a lock it cannot receive.
+            if client_gone(client) {
                 return Err(ManagerError::disconnected(
                     "the client hung up while waiting",
                 ));

@@ -172,20 +172,6 @@ impl Write for Stream {
 pub(crate) fn auth_error(e: AuthError) -> ManagerError {
     match e {
         AuthError::Refused(why) => ManagerError::new(ManagerErrorKind::Authentication, why),
-        AuthError::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            // A server that refuses a key hangs up; tell the likelier cause.
-            ManagerError::new(
-                ManagerErrorKind::Authentication,
-                format!("authentication failed: the server hung up ({e})"),
-            )
-        }
         AuthError::Io(e) => ManagerError::disconnected(e),
     }
 }
