@@ -276,7 +276,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-pub use multiproc_macros::{Plain, process, worker};
+pub use multiproc_macros::{Plain, managed, process, worker};
 pub use multiproc_runtime::*;
 
 // The manager's server is a worker of the runtime; its entry is registered from here,

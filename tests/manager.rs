@@ -456,3 +456,86 @@ fn proxies_travel_through_queues() -> multiproc::Result<()> {
     assert_eq!(list.to_vec()?, [5, 6]);
     Ok(())
 }
+
+/// A type of the user's, served by the manager.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Counter {
+    total: u64,
+    log: Vec<String>,
+}
+
+#[multiproc::managed]
+impl Counter {
+    /// Not a method of the proxy: it takes no `self`.
+    pub fn new() -> Self {
+        Counter::default()
+    }
+
+    /// Adds `by`; the new total.
+    pub fn incr(&mut self, by: u64) -> u64 {
+        self.total += by;
+        self.total
+    }
+
+    /// The total.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Records a line.
+    pub fn note(&mut self, who: String, what: String) {
+        self.log.push(format!("{who}: {what}"));
+    }
+
+    /// The lines recorded.
+    pub fn log(&self) -> Vec<String> {
+        self.log.clone()
+    }
+
+    /// Panics, on the server.
+    pub fn fail(&self) -> u8 {
+        panic!("counter failed on purpose")
+    }
+
+    fn private_helper(&self) -> u64 {
+        self.total * 2
+    }
+}
+
+#[multiproc::worker]
+fn count_up(counter: CounterProxy, times: u64) -> multiproc::Result<()> {
+    for _ in 0..times {
+        counter.incr(1)?;
+    }
+    counter.note(current_process().name().to_owned(), "done".to_owned())?;
+    Ok(())
+}
+
+#[test]
+fn managed_types_are_served_behind_generated_proxies() -> multiproc::Result<()> {
+    let manager = Manager::start()?;
+    let counter: CounterProxy = manager.create(Counter::new())?;
+    assert_eq!(counter.incr(5)?, 5);
+    let children: Vec<_> = (0..3)
+        .map(|_| count_up::spawn(counter.clone(), 10))
+        .collect::<multiproc::Result<_>>()?;
+    for child in children {
+        child.join_value()?;
+    }
+    assert_eq!(counter.total()?, 35);
+    assert_eq!(counter.log()?.len(), 3);
+    let e = counter.fail().unwrap_err();
+    assert_eq!(kind(&e), Some(ManagerErrorKind::Method), "{e}");
+    assert!(e.to_string().contains("on purpose"), "{e}");
+    // The object still answers after a panic in one of its methods.
+    assert_eq!(counter.total()?, 35);
+    assert_eq!(Counter::new().private_helper(), 0);
+    // Managed proxies nest like the others.
+    let counters = manager.list::<CounterProxy>()?;
+    counters.push(counter.clone())?;
+    if let Some(c) = counters.get(0)? {
+        c.incr(1)?;
+    }
+    assert_eq!(counter.total()?, 36);
+    Ok(())
+}
