@@ -132,7 +132,6 @@ fn validate(item: &ItemImpl) -> syn::Result<(&syn::Ident, Vec<Method<'_>>)> {
         }
         methods.push(Method { item: f, args });
     }
-    drop(error);
     if methods.is_empty() && errors.is_empty() {
         errors.push(syn::Error::new_spanned(
             item.impl_token,
