@@ -187,6 +187,51 @@
 //! - [`Queue::close`] closes the queue for every process (later gets drain it, then
 //!   report `Closed`); Python's is per process, which in Rust is dropping the handle.
 //!
+//! # Managers
+//!
+//! A [`Manager`] is a server process (`SyncManager-N`) that holds shared objects; what
+//! the program gets are proxies, which reach the server from any process they are
+//! sent to (as worker arguments, through queues, inside other proxies):
+//! [`ListProxy`] (shaped like a `Vec`), [`DictProxy`] (a `HashMap` keeping insertion
+//! order), [`ValueProxy`], [`QueueProxy`], and proxies of the locks, semaphores, events,
+//! conditions and barriers. Every proxy method is a round trip and returns a
+//! [`Result`]: errors of the server's objects come back typed ([`ManagerErrorKind`]:
+//! `IndexOutOfRange` for Python's `IndexError`, `Empty`, `Full`, ...), and a server
+//! that is gone is an error, never a hang. Your own types are served with
+//! [`#[managed]`](managed):
+//!
+//! ```
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! struct Counter {
+//!     total: u64,
+//! }
+//!
+//! #[multiproc::managed]
+//! impl Counter {
+//!     pub fn incr(&mut self, by: u64) -> u64 {
+//!         self.total += by;
+//!         self.total
+//!     }
+//! }
+//!
+//! #[multiproc::worker]
+//! fn bump(counter: CounterProxy) -> multiproc::Result<u64> {
+//!     counter.incr(2)
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let manager = multiproc::Manager::start()?;
+//!     let counter: CounterProxy = manager.create(Counter::default())?;
+//!     counter.incr(1)?;
+//!     assert_eq!(bump::spawn(counter.clone())?.join_value()?, 3);
+//!     manager.shutdown()
+//! }
+//! ```
+//!
+//! [`Manager::serve`] runs the server on TCP for other programs, which
+//! [`Manager::connect`] with the key; every connection authenticates with an
+//! HMAC-SHA256 challenge and response, as Python 3.12 does.
+//!
 //! # Where workers run
 //!
 //! A child is this same program, started again with `posix_spawn` of
@@ -314,8 +359,16 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-pub use multiproc_macros::{Plain, process, worker};
+pub use multiproc_macros::{Plain, managed, process, worker};
 pub use multiproc_runtime::*;
+
+// The manager's server is a worker of the runtime; its entry is registered from here,
+// a crate that depends on the runtime, so that the runtime's dispatching constructor
+// (which runs after the registrations of its dependents, not necessarily after its
+// own) finds it in the server process.
+multiproc_runtime::__private::inventory::submit!(
+    multiproc_runtime::__private::MANAGER_SERVER_ENTRY
+);
 
 // The README's examples run as doctests too.
 #[cfg(doctest)]

@@ -191,3 +191,28 @@ fn pool() {
     position(&stdout, "pool: after the kill, map gave [0, 1, 4, 9, 16]");
     position(&stdout, "pool: closed and joined");
 }
+
+#[test]
+fn remote_manager() {
+    let out = example("remote_manager");
+    let stdout = lines(&out.stdout);
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.starts_with("remote_manager: serving at 127.0.0.1:")),
+        "{stdout:#?}"
+    );
+    position(&stdout, "remote_manager: a wrong key is refused: yes");
+    position(
+        &stdout,
+        "remote_manager: the client squared 10 numbers, their sum is 385",
+    );
+    position(&stdout, "remote_manager: server exit code Some(0)");
+    let stderr = lines(&out.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("[INFO/Process-2] squared 10 numbers for 127.0.0.1:")),
+        "{stderr:#?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 
 pub use crate::ipc::error::ChannelError;
+pub use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::pool::error::{PoolError, TaskError};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
 pub use crate::wire::error::{CodecError, CodecErrorKind};
@@ -41,6 +42,9 @@ pub enum Error {
     /// A pool task did not give a value: it panicked, returned `Err`, lost its worker
     /// or timed out.
     Task(TaskError),
+    /// A manager, its server or one of its proxies refused an operation, or the server
+    /// is gone.
+    Manager(ManagerError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -56,6 +60,7 @@ impl fmt::Display for Error {
             Error::Sync(e) => e.fmt(f),
             Error::Pool(e) => e.fmt(f),
             Error::Task(e) => e.fmt(f),
+            Error::Manager(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -72,6 +77,7 @@ impl std::error::Error for Error {
             Error::Sync(e) => Some(e),
             Error::Pool(e) => Some(e),
             Error::Task(e) => Some(e),
+            Error::Manager(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -116,6 +122,12 @@ impl From<PoolError> for Error {
 impl From<TaskError> for Error {
     fn from(e: TaskError) -> Self {
         Error::Task(e)
+    }
+}
+
+impl From<ManagerError> for Error {
+    fn from(e: ManagerError) -> Self {
+        Error::Manager(e)
     }
 }
 

@@ -10,7 +10,8 @@
 //! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
 //! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
 //! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]),
-//! and the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`].
+//! the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`], and the
+//! [`Manager`], a server process holding shared objects behind proxies.
 
 #![warn(
     missing_docs,
@@ -20,9 +21,11 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, lowest first: os, wire, process, ipc, sync. Each uses only the ones
-// before it in that order (see ARCHITECTURE.md; tests/layers.rs checks it).
+// The layers, lowest first: os, wire, process, ipc, sync, then pool and manager side
+// by side. Each uses only the ones before it (see ARCHITECTURE.md; tests/layers.rs
+// checks it).
 mod ipc;
+mod manager;
 mod os;
 mod pool;
 mod process;
@@ -39,8 +42,8 @@ pub mod __private {
 mod private;
 
 pub use error::{
-    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
-    Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ManagerError, ManagerErrorKind,
+    ProcessError, RegistryError, Result,
 };
 pub use ipc::connection::{
     Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError,
@@ -50,6 +53,11 @@ pub use ipc::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
+pub use manager::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Managed, Manager, ManagerAddress, ProxyGuard, QueueProxy, RLockProxy,
+    SemaphoreProxy, ToManagerAddress, ValueProxy,
+};
 pub use pool::{
     AsyncResult, Imap, OneArg, Pool, PoolBuilder, PoolError, TaskError, set_worker_state,
     worker_state, worker_state_or_init,
