@@ -162,6 +162,8 @@ pub(crate) unsafe trait Atomics: Sized + 'static {}
 
 // SAFETY: an atomic.
 unsafe impl Atomics for std::sync::atomic::AtomicU32 {}
+// SAFETY: an atomic.
+unsafe impl Atomics for std::sync::atomic::AtomicU64 {}
 
 /// The state `H` of one object at `offset` in a shared region, possibly followed by a
 /// table (see [`Shm::table`]). Clones share the region.
