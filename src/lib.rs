@@ -232,6 +232,19 @@
 //! [`Manager::connect`] with the key; every connection authenticates with an
 //! HMAC-SHA256 challenge and response, as Python 3.12 does.
 //!
+//! # Errors
+//!
+//! Each operation returns a small error type of its own, in the style of
+//! crossbeam-channel: [`TryPutError::Full`] gives the item back (`into_inner`),
+//! predicates such as `is_closed` answer the common question, and `?` converts it into
+//! the crate-wide [`Error`]. The category errors inside [`Error`] hold their causes
+//! typed: an index out of an [`Array`] stays an [`IndexError`] with its index and
+//! length in `Error::Sync(SyncError::Index(e))`, and [`ChannelError::is_corrupt`] tells
+//! shared memory that another process wrote garbage into ([`Corruption`]) from a
+//! queue that is merely closed or full. Wrapping is transparent: an error prints as
+//! the one it wraps and returns that one's `source`, so reporters that walk the chain
+//! (`anyhow`'s `{:#}`, `eyre`) print each cause once.
+//!
 //! # Where workers run
 //!
 //! A child is this same program, started again with `posix_spawn` of

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io;
 
-pub use crate::ipc::error::ChannelError;
+pub use crate::ipc::error::{ChannelError, Corruption};
 pub use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::pool::error::{PoolError, TaskError};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
@@ -19,6 +19,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant wraps a narrower type that the operation producing it documents;
 /// match on the variant to handle one kind, or print the error for a message.
+///
+/// The wrapping is transparent: an `Error` prints as the error inside it, and its
+/// [`source`](std::error::Error::source) is that error's source, so that reporters
+/// which walk the chain (`anyhow`, `eyre`) print each message once.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -66,19 +70,21 @@ impl fmt::Display for Error {
     }
 }
 
+// Transparent: `Display` already shows the inner error, so `source` is the inner
+// error's own source, never the inner error itself (which would print it twice).
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Process(e) => Some(e),
-            Error::Child(e) => Some(e),
-            Error::Codec(e) => Some(e),
-            Error::Registry(e) => Some(e),
-            Error::Channel(e) => Some(e),
-            Error::Sync(e) => Some(e),
-            Error::Pool(e) => Some(e),
-            Error::Task(e) => Some(e),
-            Error::Manager(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Process(e) => e.source(),
+            Error::Child(e) => e.source(),
+            Error::Codec(e) => e.source(),
+            Error::Registry(e) => e.source(),
+            Error::Channel(e) => e.source(),
+            Error::Sync(e) => e.source(),
+            Error::Io(e) => e.source(),
+            Error::Pool(e) => e.source(),
+            Error::Task(e) => e.source(),
+            Error::Manager(e) => e.source(),
         }
     }
 }

@@ -42,8 +42,8 @@ pub mod __private {
 mod private;
 
 pub use error::{
-    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ManagerError, ManagerErrorKind,
-    ProcessError, RegistryError, Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Corruption, Error, ManagerError,
+    ManagerErrorKind, ProcessError, RegistryError, Result,
 };
 pub use ipc::connection::{
     Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError,
@@ -74,7 +74,7 @@ pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
     Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
     NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
-    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, SyncErrorKind, TryLockError,
-    TryLockResult, Value, ValueGuard, WaitError,
+    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, TryLockError, TryLockResult, Value,
+    ValueGuard, WaitError,
 };
 pub use wire::codec::MAX_MESSAGE_LEN;

@@ -375,9 +375,9 @@ mod tests {
         assert!(r.is_readable() && !r.is_writable());
         assert!(w.is_writable() && !w.is_readable());
         let e = r.send(1).unwrap_err();
-        assert_eq!(e.to_string(), "cannot send: connection is read-only");
+        assert_eq!(e.to_string(), "connection is read-only");
         let e = w.recv().unwrap_err();
-        assert_eq!(e.to_string(), "cannot receive: connection is write-only");
+        assert_eq!(e.to_string(), "connection is write-only");
         assert!(w.poll(Some(Duration::ZERO)).is_err());
         w.send(9).unwrap();
         assert_eq!(r.recv().unwrap(), 9);

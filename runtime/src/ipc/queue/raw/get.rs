@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::ipc::error::ChannelError;
+use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{Ring, Word};
 use crate::os::futex;
 use crate::os::shm::SharedRegion;
@@ -110,9 +110,10 @@ impl RawQueue {
         let mut fds = fds.into_iter();
         match (len, fds.next()) {
             (Some(len), Some(region)) => Ok(Took::Spilled(region, len, fds.collect())),
-            _ => Err(
-                ChannelError::Corrupt("a spilled item without its length or memory".into()).into(),
-            ),
+            _ => Err(ChannelError::Corrupt(Corruption::new(
+                "a spilled item without its length or memory",
+            ))
+            .into()),
         }
     }
 
