@@ -98,6 +98,9 @@ pub(crate) struct RawLock {
     word: AtomicU32,
 }
 
+// SAFETY: repr(C), one atomic: any bits are valid and every access is atomic.
+unsafe impl crate::os::shm::Atomics for RawLock {}
+
 impl RawLock {
     /// Takes the lock if it is free.
     #[inline]
