@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::ipc::error::ChannelError;
 use crate::ipc::ring::{Ring, Word};
 use crate::os::futex;
-use crate::os::shm::SharedRegion;
+use crate::os::shm;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 use crate::wire::courier::Taken;
 
@@ -152,14 +152,30 @@ enum Took {
     Empty,
 }
 
+/// Reads a spilled item with `pread`: the sender may still hold a writable descriptor
+/// of it, and the kernel's copy cannot race with it the way a read of a mapping would.
 fn copy_spilled(fd: OwnedFd, len: usize, out: &mut Vec<u8>) -> Result<(), Fail> {
-    let region = SharedRegion::from_fd(fd, len.max(1))?;
-    out.clear();
-    out.resize(len, 0);
-    // SAFETY: the region maps at least `len` bytes (checked by `from_fd`); `out` is a
-    // private buffer of `len` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(region.as_ptr(), out.as_mut_ptr(), len) };
-    Ok(())
+    Ok(shm::read_copy(fd, len, out)?)
+}
+
+/// What tests wait for instead of sleeping and hoping (not for other code: the counts
+/// change under the caller's feet).
+#[cfg(test)]
+impl RawQueue {
+    /// Threads asleep in a `get` (past spinning, about to wait or waiting on the futex).
+    pub(crate) fn sleeping_getters(&self) -> u32 {
+        self.header().wake.not_empty_waiters.load(Ordering::SeqCst)
+    }
+
+    /// The futex word that sleeping getters wait on: every wake-up of them moves it.
+    pub(crate) fn not_empty_word(&self) -> u32 {
+        self.header().wake.not_empty.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `wait` watching this queue (armed, not yet returned).
+    pub(crate) fn watchers(&self) -> u32 {
+        self.header().wake.watchers.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
