@@ -284,6 +284,14 @@ impl<T> AsFd for Connection<T> {
 }
 
 #[cfg(test)]
+impl<T> Connection<T> {
+    /// Receivers asleep on what this end sends (see `Inner::sleeping_receivers`).
+    pub(super) fn sleeping_receivers(&self) -> u32 {
+        self.inner.sleeping_receivers()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ipc::connection::Pipe;
@@ -358,8 +366,9 @@ mod tests {
                 .unwrap_err()
                 .is_timeout()
         );
+        // Send only once `poll(None)` is asleep, so that it is the send that ends it.
         let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
+            super::super::wake::wait_until(|| a.sleeping_receivers() > 0);
             a.send(5).unwrap();
             a
         });
