@@ -187,6 +187,64 @@
 //! - [`Queue::close`] closes the queue for every process (later gets drain it, then
 //!   report `Closed`); Python's is per process, which in Rust is dropping the handle.
 //!
+//! # Managers
+//!
+//! A [`Manager`] is a server process (`SyncManager-N`) that holds shared objects; what
+//! the program gets are proxies, which reach the server from any process they are
+//! sent to (as worker arguments, through queues, inside other proxies):
+//! [`ListProxy`] (shaped like a `Vec`), [`DictProxy`] (a `HashMap` keeping insertion
+//! order), [`ValueProxy`], [`QueueProxy`], and proxies of the locks, semaphores, events,
+//! conditions and barriers. Every proxy method is a round trip and returns a
+//! [`Result`]: errors of the server's objects come back typed ([`ManagerErrorKind`]:
+//! `IndexOutOfRange` for Python's `IndexError`, `Empty`, `Full`, ...), and a server
+//! that is gone is an error, never a hang. Your own types are served with
+//! [`#[managed]`](managed):
+//!
+//! ```
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! struct Counter {
+//!     total: u64,
+//! }
+//!
+//! #[multiproc::managed]
+//! impl Counter {
+//!     pub fn incr(&mut self, by: u64) -> u64 {
+//!         self.total += by;
+//!         self.total
+//!     }
+//! }
+//!
+//! #[multiproc::worker]
+//! fn bump(counter: CounterProxy) -> multiproc::Result<u64> {
+//!     counter.incr(2)
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let manager = multiproc::Manager::start()?;
+//!     let counter: CounterProxy = manager.create(Counter::default())?;
+//!     counter.incr(1)?;
+//!     assert_eq!(bump::spawn(counter.clone())?.join_value()?, 3);
+//!     manager.shutdown()
+//! }
+//! ```
+//!
+//! [`Manager::serve`] runs the server on TCP for other programs, which
+//! [`Manager::connect`] with the key; every connection authenticates with an
+//! HMAC-SHA256 challenge and response, as Python 3.12 does.
+//!
+//! # Errors
+//!
+//! Each operation returns a small error type of its own, in the style of
+//! crossbeam-channel: [`TryPutError::Full`] gives the item back (`into_inner`),
+//! predicates such as `is_closed` answer the common question, and `?` converts it into
+//! the crate-wide [`Error`]. The category errors inside [`Error`] hold their causes
+//! typed: an index out of an [`Array`] stays an [`IndexError`] with its index and
+//! length in `Error::Sync(SyncError::Index(e))`, and [`ChannelError::is_corrupt`] tells
+//! shared memory that another process wrote garbage into ([`Corruption`]) from a
+//! queue that is merely closed or full. Wrapping is transparent: an error prints as
+//! the one it wraps and returns that one's `source`, so reporters that walk the chain
+//! (`anyhow`'s `{:#}`, `eyre`) print each cause once.
+//!
 //! # Where workers run
 //!
 //! A child is this same program, started again with `posix_spawn` of
@@ -210,6 +268,44 @@
 //! [`log_to_stderr`] installs a `log` logger with Python's format,
 //! `[INFO/Process-1] message`, in this process and every child it starts, and the
 //! runtime logs its lifecycle events through it with Python's wording.
+//!
+//! # Pools
+//!
+//! A [`Pool`] is Python's `multiprocessing.Pool` over `#[worker]` functions: worker
+//! processes named `SpawnPoolWorker-N` (daemonic), and methods typed by the worker,
+//! `pool.map::<f>(items)`, [`starmap`](Pool::starmap), [`apply`](Pool::apply),
+//! [`apply_async`](Pool::apply_async) and [`map_async`](Pool::map_async) (an
+//! [`AsyncResult`]), and lazy, bounded [`imap`](Pool::imap) and
+//! [`imap_unordered`](Pool::imap_unordered) (an [`Imap`], an `ExactSizeIterator` for
+//! inputs of known length).
+//!
+//! ```
+//! use multiproc::Pool;
+//!
+//! #[multiproc::worker]
+//! fn sqr(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let pool = Pool::new(2)?;
+//!     assert_eq!(pool.map::<sqr>(0..4)?, [0, 1, 4, 9]);
+//!     for (i, r) in pool.imap::<sqr>(0..)?.take(3).enumerate() {
+//!         assert_eq!(r?, (i * i) as u64);
+//!     }
+//!     pool.close();
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A failed task is a [`TaskError`] value (a panic with its message and location, an
+//! `Err` with its `Debug` text, a lost worker with its name, pid and exit code or
+//! signal, a timeout). A worker killed at any moment fails only the task it held; a new
+//! worker takes its place and nothing waits forever. The builder sets the
+//! [`initializer`](PoolBuilder::initializer), `maxtasksperchild` and `task_timeout`;
+//! [`set_worker_state`] and [`worker_state`] keep an expensive value per worker
+//! process. Dropping a pool terminates it, as leaving Python's `with` block does.
 //!
 //! # Locks and shared values
 //!
@@ -276,8 +372,16 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-pub use multiproc_macros::{Plain, process, worker};
+pub use multiproc_macros::{Plain, managed, process, worker};
 pub use multiproc_runtime::*;
+
+// The manager's server is a worker of the runtime; its entry is registered from here,
+// a crate that depends on the runtime, so that the runtime's dispatching constructor
+// (which runs after the registrations of its dependents, not necessarily after its
+// own) finds it in the server process.
+multiproc_runtime::__private::inventory::submit!(
+    multiproc_runtime::__private::MANAGER_SERVER_ENTRY
+);
 
 // The README's examples run as doctests too.
 #[cfg(doctest)]
@@ -288,7 +392,7 @@ struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, Condition, Connection, Event, JoinableQueue, Lock, Pipe,
-        Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
+        Pool, Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
         active_children, cpu_count, current_process, log_to_stderr, parent_process, process, wait,
         worker,
     };

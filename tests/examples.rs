@@ -163,3 +163,56 @@ fn connection_pool() {
         "{stderr:#?}"
     );
 }
+
+#[test]
+fn pool() {
+    let out = example("pool");
+    let stdout = lines(&out.stdout);
+    position(&stdout, "pool: started 4 workers");
+    position(
+        &stdout,
+        "pool: map gave [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+    );
+    let sum: u64 = (0..5000u64)
+        .filter(|x| x % 1000 != 999)
+        .map(|x| 2 * x)
+        .sum();
+    position(
+        &stdout,
+        &format!("pool: imap_unordered gave 4995 values summing to {sum} and 5 failures"),
+    );
+    position(&stdout, "pool: map failed: task failed: \"999 is unlucky\"");
+    assert!(
+        stdout.iter().any(|l| l
+            .starts_with("pool: killed worker reported: task lost: worker SpawnPoolWorker-")
+            && l.ends_with("was killed by signal 9 (SIGKILL)")),
+        "{stdout:#?}"
+    );
+    position(&stdout, "pool: after the kill, map gave [0, 1, 4, 9, 16]");
+    position(&stdout, "pool: closed and joined");
+}
+
+#[test]
+fn remote_manager() {
+    let out = example("remote_manager");
+    let stdout = lines(&out.stdout);
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.starts_with("remote_manager: serving at 127.0.0.1:")),
+        "{stdout:#?}"
+    );
+    position(&stdout, "remote_manager: a wrong key is refused: yes");
+    position(
+        &stdout,
+        "remote_manager: the client squared 10 numbers, their sum is 385",
+    );
+    position(&stdout, "remote_manager: server exit code Some(0)");
+    let stderr = lines(&out.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("[INFO/Process-2] squared 10 numbers for 127.0.0.1:")),
+        "{stderr:#?}"
+    );
+}

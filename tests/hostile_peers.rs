@@ -274,7 +274,7 @@ fn misalign_tail(q: Queue<u64>) {
 }
 
 fn is_corrupt(e: &Error, needle: &str) -> bool {
-    matches!(e, Error::Channel(multiproc::ChannelError::Corrupt(what)) if what.contains(needle))
+    matches!(e, Error::Channel(multiproc::ChannelError::Corrupt(what)) if what.what().contains(needle))
 }
 
 #[test]

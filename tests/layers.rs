@@ -10,8 +10,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The layers, lowest first.
-const LAYERS: &[&str] = &["os", "wire", "process", "ipc", "sync", "pool"];
+/// The layers, lowest first, each with its rank: a layer uses only its own folder and
+/// the layers of a lower rank, so `pool` and `manager` (side by side) never use each
+/// other.
+const LAYERS: &[(&str, usize)] = &[
+    ("os", 0),
+    ("wire", 1),
+    ("process", 2),
+    ("ipc", 3),
+    ("sync", 4),
+    ("pool", 5),
+    ("manager", 5),
+];
 
 /// Modules at the root of the crate, above every layer.
 const ROOT: &[&str] = &["lib", "private", "error"];
@@ -233,9 +243,10 @@ fn resolve(path: &str, known: &BTreeMap<Module, PathBuf>) -> Module {
     "lib".to_owned()
 }
 
-fn layer_of(module: &str) -> Option<usize> {
+/// The layer folder of `module` and its rank.
+fn layer_of(module: &str) -> Option<(&'static str, usize)> {
     let top = module.split("::").next()?;
-    LAYERS.iter().position(|l| *l == top)
+    LAYERS.iter().find(|(name, _)| *name == top).copied()
 }
 
 /// The edges between modules, each with the path that made it.
@@ -298,8 +309,10 @@ fn every_layer_uses_only_the_layers_below_it() {
             continue;
         };
         match layer_of(&to) {
-            Some(to_layer) if to_layer <= from_layer => {}
-            Some(_) => wrong.push(format!("{from} uses {to} ({written}): a higher layer")),
+            Some(to_layer) if to_layer.0 == from_layer.0 || to_layer.1 < from_layer.1 => {}
+            Some(_) => wrong.push(format!(
+                "{from} uses {to} ({written}): a layer of the same rank or higher"
+            )),
             None => wrong.push(format!(
                 "{from} uses {to} ({written}): the crate root, above every layer"
             )),

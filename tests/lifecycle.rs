@@ -204,9 +204,9 @@ fn terminate_and_kill() {
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     p.terminate().unwrap();
-    let start = Instant::now();
+    // A terminate that did nothing would show as the nap's own exit code 0, not in the
+    // time the join took.
     assert_eq!(p.join().unwrap(), -15);
-    assert!(start.elapsed() < Duration::from_secs(10));
     assert!(p.to_string().contains("exitcode=-SIGTERM"), "{p}");
     // Signalling an ended process does nothing.
     p.terminate().unwrap();
@@ -258,15 +258,15 @@ fn join_timeout_on_a_running_child() {
     assert_eq!(p.join_timeout(Duration::from_millis(200)).unwrap(), None);
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(190), "{waited:?}");
-    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // No upper bound on the time: a join that ignored its timeout would have waited
+    // for the 30 s nap to end and returned `Some(0)`, not `None`.
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     let name = p.name();
     assert!(active_children().iter().any(|c| c.name() == name));
 
-    let start = Instant::now();
+    // As above: a zero timeout that blocked would return `Some(0)` after the nap.
     assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
-    assert!(start.elapsed() < Duration::from_secs(1));
     p.terminate().unwrap();
     assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-15));
     // Joining again returns at once, any number of times.
@@ -280,8 +280,10 @@ fn join_timeout_on_a_running_child() {
 fn join_timeout_returns_when_the_child_ends() {
     let p = nap::spawn(300).unwrap();
     let start = Instant::now();
-    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
-    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(p.join_timeout(Duration::from_secs(120)).unwrap(), Some(0));
+    // The child ends after 0.3 s; a join that waited for its whole timeout would take
+    // 120 s. Half of that is out of reach of any load.
+    assert!(start.elapsed() < Duration::from_secs(60));
 }
 
 #[test]

@@ -38,7 +38,8 @@ fn a_lock_whose_holder_was_killed_comes_back_poisoned() {
     p.kill().unwrap();
     let start = Instant::now();
     let poisoned = lock.lock().unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // The death is noticed within about 0.1 s; the bound only says "not stuck".
+    assert!(start.elapsed() < LIMIT);
     assert_eq!(lock.holder(), Some(std::process::id()));
     assert!(lock.is_poisoned());
     let guard = poisoned.into_inner();
@@ -191,7 +192,9 @@ fn a_party_killed_at_the_barrier_breaks_it_for_the_others() {
     kill(&doomed);
     let start = Instant::now();
     assert!(!other.join_value().unwrap());
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // The other party's wait also ends in `false` when it times out, after LIMIT: a
+    // broken barrier must end it well before that.
+    assert!(start.elapsed() < LIMIT / 2);
     assert!(barrier.is_broken());
     assert!(barrier.wait().is_err());
     // Reset, it works again, with new parties.

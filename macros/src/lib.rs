@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 mod attr;
+mod managed;
 mod plain;
 mod process;
 mod worker;
@@ -64,4 +65,14 @@ pub fn process(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Plain, attributes(plain))]
 pub fn derive_plain(input: TokenStream) -> TokenStream {
     plain::expand(input.into()).into()
+}
+
+/// Serves a type through a manager: on the type's `impl` block, generates
+/// `<Type>Proxy`, whose methods mirror the block's `pub fn`s taking `&self` or
+/// `&mut self` and return `multiproc::Result<_>`; `manager.create(value)` serves a value
+/// and returns its proxy. Arguments and results must be owned, `Serialize` and
+/// `DeserializeOwned`; so must the type. Option: `#[managed(crate = "path")]`.
+#[proc_macro_attribute]
+pub fn managed(args: TokenStream, input: TokenStream) -> TokenStream {
+    managed::expand(args.into(), input.into()).into()
 }

@@ -6,7 +6,9 @@
 use std::fmt;
 use std::io;
 
-pub use crate::ipc::error::ChannelError;
+pub use crate::ipc::error::{ChannelError, Corruption};
+pub use crate::manager::error::{ManagerError, ManagerErrorKind};
+use crate::pool::error::{PoolError, TaskError};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
 pub use crate::wire::error::{CodecError, CodecErrorKind};
 
@@ -17,6 +19,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant wraps a narrower type that the operation producing it documents;
 /// match on the variant to handle one kind, or print the error for a message.
+///
+/// The wrapping is transparent: an `Error` prints as the error inside it, and its
+/// [`source`](std::error::Error::source) is that error's source, so that reporters
+/// which walk the chain (`anyhow`, `eyre`) print each message once.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -34,6 +40,15 @@ pub enum Error {
     /// A lock, semaphore, condition, barrier or shared array refused an operation, or
     /// was created with an argument out of range.
     Sync(crate::sync::SyncError),
+    /// A [`Pool`](crate::Pool) or an [`AsyncResult`](crate::AsyncResult) was misused,
+    /// or a `get_timeout` ran out of time.
+    Pool(PoolError),
+    /// A pool task did not give a value: it panicked, returned `Err`, lost its worker
+    /// or timed out.
+    Task(TaskError),
+    /// A manager, its server or one of its proxies refused an operation, or the server
+    /// is gone.
+    Manager(ManagerError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -47,21 +62,29 @@ impl fmt::Display for Error {
             Error::Registry(e) => e.fmt(f),
             Error::Channel(e) => e.fmt(f),
             Error::Sync(e) => e.fmt(f),
+            Error::Pool(e) => e.fmt(f),
+            Error::Task(e) => e.fmt(f),
+            Error::Manager(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
 }
 
+// Transparent: `Display` already shows the inner error, so `source` is the inner
+// error's own source, never the inner error itself (which would print it twice).
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Process(e) => Some(e),
-            Error::Child(e) => Some(e),
-            Error::Codec(e) => Some(e),
-            Error::Registry(e) => Some(e),
-            Error::Channel(e) => Some(e),
-            Error::Sync(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Process(e) => e.source(),
+            Error::Child(e) => e.source(),
+            Error::Codec(e) => e.source(),
+            Error::Registry(e) => e.source(),
+            Error::Channel(e) => e.source(),
+            Error::Sync(e) => e.source(),
+            Error::Io(e) => e.source(),
+            Error::Pool(e) => e.source(),
+            Error::Task(e) => e.source(),
+            Error::Manager(e) => e.source(),
         }
     }
 }
@@ -93,6 +116,24 @@ impl From<RegistryError> for Error {
 impl From<ChannelError> for Error {
     fn from(e: ChannelError) -> Self {
         Error::Channel(e)
+    }
+}
+
+impl From<PoolError> for Error {
+    fn from(e: PoolError) -> Self {
+        Error::Pool(e)
+    }
+}
+
+impl From<TaskError> for Error {
+    fn from(e: TaskError) -> Self {
+        Error::Task(e)
+    }
+}
+
+impl From<ManagerError> for Error {
+    fn from(e: ManagerError) -> Self {
+        Error::Manager(e)
     }
 }
 

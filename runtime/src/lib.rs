@@ -9,7 +9,9 @@
 //! [`log_to_stderr`], [`wait`], the queues ([`Queue`], [`JoinableQueue`],
 //! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
 //! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]).
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]),
+//! the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`], and the
+//! [`Manager`], a server process holding shared objects behind proxies.
 
 #![warn(
     missing_docs,
@@ -19,10 +21,13 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, lowest first: os, wire, process, ipc, sync. Each uses only the ones
-// before it in that order (see ARCHITECTURE.md; tests/layers.rs checks it).
+// The layers, lowest first: os, wire, process, ipc, sync, then pool and manager side
+// by side. Each uses only the ones before it (see ARCHITECTURE.md; tests/layers.rs
+// checks it).
 mod ipc;
+mod manager;
 mod os;
+mod pool;
 mod process;
 mod sync;
 mod wire;
@@ -37,8 +42,8 @@ pub mod __private {
 mod private;
 
 pub use error::{
-    ChannelError, ChildError, CodecError, CodecErrorKind, Error, ProcessError, RegistryError,
-    Result,
+    ChannelError, ChildError, CodecError, CodecErrorKind, Corruption, Error, ManagerError,
+    ManagerErrorKind, ProcessError, RegistryError, Result,
 };
 pub use ipc::connection::{
     Connection, Pipe, RecvError, RecvIntoError, RecvTimeoutError, SendError,
@@ -48,6 +53,15 @@ pub use ipc::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
+pub use manager::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Managed, Manager, ManagerAddress, ProxyGuard, QueueProxy, RLockProxy,
+    SemaphoreProxy, ToManagerAddress, ValueProxy,
+};
+pub use pool::{
+    AsyncResult, Imap, OneArg, Pool, PoolBuilder, PoolError, TaskError, set_worker_state,
+    worker_state, worker_state_or_init,
+};
 pub use process::context::{
     CurrentProcess, MAIN_PROCESS_NAME, ParentProcess, cpu_count, current_process, parent_process,
 };
@@ -60,7 +74,7 @@ pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
     Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
     NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
-    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, SyncErrorKind, TryLockError,
-    TryLockResult, Value, ValueGuard, WaitError,
+    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, TryLockError, TryLockResult, Value,
+    ValueGuard, WaitError,
 };
 pub use wire::codec::MAX_MESSAGE_LEN;

@@ -10,6 +10,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::ipc::wait::Watch;
+pub use crate::manager::error::ManagerError;
+pub use crate::manager::managed::{
+    Managed, ManagedEntry, decode_args, encode_result, unknown_method,
+};
+pub use crate::manager::proxy::ProxyCore;
+pub use crate::manager::server::SERVER_ENTRY as MANAGER_SERVER_ENTRY;
 pub use crate::process::handle::Process;
 pub use crate::process::registry::Entry;
 pub use crate::process::worker::{Failure, Run, RunResult, Worker};

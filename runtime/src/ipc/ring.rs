@@ -31,13 +31,16 @@
 //! The shared memory is writable by every process holding the handle, so nothing read
 //! from it is trusted: the distance between `head` and `tail`, a record's length and
 //! kind are checked before use, every offset is masked into the data area, and data
-//! is only ever copied with raw pointer copies of checked lengths. A corrupt ring gives
-//! [`Corrupt`], never an access out of bounds.
+//! is only ever copied, with atomic loads and stores of checked lengths, between the
+//! ring and a private buffer, where it is checked (the policy is in
+//! [`crate::os::shm`]'s docs: a plain read of bytes another process may write is a data
+//! race). A corrupt ring gives [`Corrupt`], never an access out of bounds.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::ipc::spin::cpu_tag;
 use crate::os::futex::RawLock;
+use crate::os::shm::{copy_from_shared, copy_to_shared};
 
 /// Bytes in a record header.
 pub(crate) const RECORD_HEADER: u32 = 16;
@@ -152,10 +155,13 @@ impl<'a> Ring<'a> {
     ///
     /// # Safety
     ///
-    /// `data` must point to `size` bytes of shared memory, mapped for as long as `'a`,
-    /// and `size` must be a power of two between [`MIN_RING`] and [`MAX_RING`].
+    /// `data` must point to `size` bytes of shared memory, aligned to 16 and mapped for
+    /// as long as `'a`, and `size` must be a power of two between [`MIN_RING`] and
+    /// [`MAX_RING`]. Every access to the data area, here and in other processes, is
+    /// atomic (see [`crate::os::shm`]).
     pub(crate) unsafe fn new(ctl: &'a RingControl, data: *mut u8, size: usize) -> Ring<'a> {
         debug_assert!(size.is_power_of_two() && (MIN_RING..=MAX_RING).contains(&size));
+        debug_assert_eq!(data as usize % 16, 0);
         Ring {
             ctl,
             data,
@@ -212,20 +218,12 @@ impl<'a> Ring<'a> {
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
         debug_assert!(total <= self.size);
         let first = u64::from(len) | (u64::from(kind) << 32);
-        match self.whole(tail.pos(), 16) {
-            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`).
-            Some(at) => unsafe {
-                let dst = self.data.add(at);
-                dst.cast::<u64>().write_unaligned(first.to_le());
-                dst.add(8).cast::<u64>().write_unaligned(seq.to_le());
-            },
-            None => {
-                let mut header = [0u8; RECORD_HEADER as usize];
-                header[0..8].copy_from_slice(&first.to_le_bytes());
-                header[8..16].copy_from_slice(&seq.to_le_bytes());
-                self.copy_in(tail.pos(), &header);
-            }
-        }
+        let mut header = [0u8; RECORD_HEADER as usize];
+        header[0..8].copy_from_slice(&first.to_le_bytes());
+        header[8..16].copy_from_slice(&seq.to_le_bytes());
+        // Positions are multiples of 16 and the area's size is too: a header never
+        // wraps.
+        self.copy_in(tail.pos(), &header);
         let at = tail.pos().wrapping_add(RECORD_HEADER);
         match self.whole(at, 16) {
             // A small payload is copied as one 16-byte block: the record's padding
@@ -235,7 +233,7 @@ impl<'a> Ring<'a> {
                 block[..payload.len()].copy_from_slice(payload);
                 // SAFETY: `at..at + 16` is inside the data area, and inside this
                 // record (a payload of 1 to 16 bytes is padded to 16).
-                unsafe { self.data.add(at).cast::<[u8; 16]>().write_unaligned(block) };
+                unsafe { copy_to_shared(&block, self.data.add(at)) };
             }
             _ => self.copy_in(at, payload),
         }
@@ -263,15 +261,11 @@ impl<'a> Ring<'a> {
         let at = (pos & self.mask()) as usize;
         let first = bytes.len().min(self.size as usize - at);
         // SAFETY: `at + first <= size` and `bytes.len() - first <= at <= size`: both
-        // copies stay inside the data area, which is mapped for `'a`. Raw copies,
+        // copies stay inside the data area, which is mapped for `'a`. Atomic copies,
         // because other processes map the same memory.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), first);
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr().add(first),
-                self.data,
-                bytes.len() - first,
-            );
+            copy_to_shared(&bytes[..first], self.data.add(at));
+            copy_to_shared(&bytes[first..], self.data);
         }
     }
 
@@ -306,26 +300,13 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
-        let (first, seq) = match self.whole(head.pos(), 16) {
-            // SAFETY: `at..at + 16` is inside the data area (checked by `whole`); plain
-            // integers accept any bits.
-            Some(at) => unsafe {
-                let src = self.data.add(at);
-                (
-                    u64::from_le(src.cast::<u64>().read_unaligned()),
-                    u64::from_le(src.add(8).cast::<u64>().read_unaligned()),
-                )
-            },
-            None => {
-                let mut raw = [0u8; RECORD_HEADER as usize];
-                self.copy_out(head.pos(), &mut raw);
-                let mut first = [0u8; 8];
-                let mut seq = [0u8; 8];
-                first.copy_from_slice(&raw[0..8]);
-                seq.copy_from_slice(&raw[8..16]);
-                (u64::from_le_bytes(first), u64::from_le_bytes(seq))
-            }
-        };
+        let mut raw = [0u8; RECORD_HEADER as usize];
+        self.copy_out(head.pos(), &mut raw);
+        let mut first = [0u8; 8];
+        let mut seq = [0u8; 8];
+        first.copy_from_slice(&raw[0..8]);
+        seq.copy_from_slice(&raw[8..16]);
+        let (first, seq) = (u64::from_le_bytes(first), u64::from_le_bytes(seq));
         let header = RecordHeader {
             len: first as u32,
             kind: (first >> 32) as u32,
@@ -349,10 +330,11 @@ impl<'a> Ring<'a> {
         let len = (header.len as usize).min(self.size as usize);
         let at = head.pos().wrapping_add(RECORD_HEADER);
         if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
+            let mut block = [0u8; 16];
             // SAFETY: `at..at + 16` is inside the data area, and inside the record (a
             // payload of 1 to 16 bytes is padded to 16; the caller checked the
             // record against the bytes in use).
-            let block = unsafe { self.data.add(at).cast::<[u8; 16]>().read_unaligned() };
+            unsafe { copy_from_shared(self.data.add(at), &mut block) };
             out.extend_from_slice(&block[..len]);
             return;
         }
@@ -376,11 +358,12 @@ impl<'a> Ring<'a> {
         let len = out.len().min(self.size as usize);
         let at = (pos & self.mask()) as usize;
         let first = len.min(self.size as usize - at);
+        let (start, end) = out[..len].split_at_mut(first);
         // SAFETY: as in `copy_in`, both pieces are inside the data area; `out` is a
         // private buffer of at least `len` bytes.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr().add(first), len - first);
+            copy_from_shared(self.data.add(at), start);
+            copy_from_shared(self.data, end);
         }
     }
 }
@@ -407,23 +390,26 @@ pub(crate) fn ring_size_for(bytes: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// A ring in private memory: the data area is 16-byte blocks, so it is aligned as
+    /// a ring's must be.
     struct Owned {
         ctl: Box<RingControl>,
-        data: Vec<u8>,
+        data: Vec<u128>,
     }
 
     impl Owned {
         fn new(size: usize) -> Owned {
             Owned {
                 ctl: Box::default(),
-                data: vec![0; size],
+                data: vec![0; size / 16],
             }
         }
 
         fn ring(&mut self) -> Ring<'_> {
-            let size = self.data.len();
-            // SAFETY: the vector is `size` bytes, a power of two, and outlives the ring.
-            unsafe { Ring::new(&self.ctl, self.data.as_mut_ptr(), size) }
+            let size = self.data.len() * 16;
+            // SAFETY: the vector is `size` bytes, a power of two, aligned to 16, and
+            // outlives the ring.
+            unsafe { Ring::new(&self.ctl, self.data.as_mut_ptr().cast(), size) }
         }
     }
 
@@ -479,7 +465,9 @@ mod tests {
             assert!(push(&ring, b"hello"));
         }
         // A length far beyond the ring.
-        owned.data[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut block = owned.data[0].to_ne_bytes();
+        block[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        owned.data[0] = u128::from_ne_bytes(block);
         let ring = owned.ring();
         let head = Word(0);
         let tail = ring.fresh_tail();

@@ -5,13 +5,15 @@
 //! [`SharedRegion`](crate::os::shm::SharedRegion), so every futex here is a shared (not
 //! process-private) one.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
 
-use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::identity::{
+    Liveness, Stamp, current_pid, liveness, liveness_unstamped, my_stamp, released, stamp_pid,
+};
 use crate::os::sys;
 
 /// How a futex wait ended.
@@ -84,27 +86,66 @@ pub(crate) enum Acquired {
 }
 
 /// A lock word in shared memory: 0 when free, else the holder's process id, with
-/// [`WAITERS`] set while someone sleeps on it.
+/// [`WAITERS`] set while someone sleeps on it; beside it, the holder's [`Stamp`] (pid,
+/// pid namespace, start time), which tells a dead holder from a live process that got
+/// the same pid since.
 ///
-/// Uncontended, `lock` and `unlock` are one atomic operation each. A waiter spins a
+/// Uncontended, `lock` and `unlock` are two atomic operations each. A waiter spins a
 /// little, then sleeps on the futex; while it sleeps it checks now and then
-/// (10 ms, then every 100 ms) whether the holder process still lives, and takes the lock
-/// over, reporting [`Acquired::OwnerDied`], if not. Ownership is per process: any
-/// thread of the holding process may unlock it. A lock whose holder died is noticed by
-/// `lock`, not by `try_lock`.
+/// (10 ms, then every 100 ms) whether the holder still lives, and takes the lock over,
+/// reporting [`Acquired::OwnerDied`], only if the holder is certainly dead
+/// ([`Liveness::Dead`]): a holder it cannot judge (`/proc` hidden or missing, another
+/// pid namespace) keeps the lock. Ownership is per process: any thread of the holding
+/// process may unlock it. A lock whose holder died is noticed by `lock`, not by
+/// `try_lock`.
+///
+/// # The stamp
+///
+/// The holder writes its stamp right after it takes the word, and leaves
+/// [`released`] (no pid, its namespace) before it lets go. A waiter judges:
+/// - stamp of the word's pid: by [`liveness`] (a reused pid is seen by its start time);
+/// - no pid in the stamp: the holder took the word and has not stamped yet (or died
+///   right there). Only "no such process" or a zombie counts as dead then, and only if
+///   the previous holder's namespace is the waiter's ([`liveness_unstamped`]); this is
+///   the one place a reused pid can still wedge the lock: the holder must die in the
+///   few instructions between the two stores *and* its pid be reused before a check;
+/// - another pid: a waiter is taking over (it claims the stamp first, then the word);
+///   only its certain death lets another waiter take over from it.
+///
+/// A waiter takes over by swapping the stamp it judged for its own (so that two
+/// waiters never both take over), then the word.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RawLock {
     word: AtomicU32,
+    _reserved: AtomicU32,
+    stamp: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<RawLock>() == 16);
+const _: () = assert!(std::mem::align_of::<RawLock>() == 8);
+
+// SAFETY: repr(C), atomics only: any bits are valid and every access is atomic.
+unsafe impl crate::os::shm::Atomics for RawLock {}
 
 impl RawLock {
     /// Takes the lock if it is free.
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
-        self.word
+        let taken = self
+            .word
             .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if taken {
+            self.stamp_mine();
+        }
+        taken
+    }
+
+    /// Records this process as the holder, right after it took the word.
+    #[inline]
+    fn stamp_mine(&self) {
+        self.stamp.store(my_stamp(), Ordering::Release);
     }
 
     /// Takes the lock, waiting until `deadline` (`None`: as long as it takes);
@@ -122,6 +163,7 @@ impl RawLock {
                     .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
+                self.stamp_mine();
                 return Some(Acquired::Clean);
             }
         }
@@ -135,6 +177,7 @@ impl RawLock {
                     .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    self.stamp_mine();
                     return Some(Acquired::Clean);
                 }
                 continue;
@@ -159,17 +202,54 @@ impl RawLock {
                 return None;
             }
             check = NEXT_CHECKS;
-            let holder = self.word.load(Ordering::Relaxed);
-            let pid = holder & !WAITERS;
-            if pid != 0
-                && pid != me
-                && process_is_dead(pid)
-                && self
-                    .word
-                    .compare_exchange(holder, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.take_over_if_dead() {
                 return Some(Acquired::OwnerDied);
+            }
+        }
+    }
+
+    /// Takes the lock over if its holder certainly died; whether it did.
+    fn take_over_if_dead(&self) -> bool {
+        let pid = self.word.load(Ordering::Acquire) & !WAITERS;
+        if pid == 0 {
+            return false;
+        }
+        let seen: Stamp = self.stamp.load(Ordering::Acquire);
+        let verdict = match stamp_pid(seen) {
+            p if p == pid => liveness(seen),
+            0 => liveness_unstamped(pid, seen),
+            // Another waiter is taking over: only its death frees the lock.
+            _ => liveness(seen),
+        };
+        if verdict != Liveness::Dead {
+            return false;
+        }
+        let mine = my_stamp();
+        if self
+            .stamp
+            .compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            // Someone else took over, or a holder stamped: judge again at the next check.
+            return false;
+        }
+        let me = current_pid();
+        loop {
+            let word = self.word.load(Ordering::Relaxed);
+            if word & !WAITERS != pid {
+                // The lock changed hands since it was judged (the stamp came back to the
+                // same value): the holder judged dead is not the holder any more.
+                let _ =
+                    self.stamp
+                        .compare_exchange(mine, seen, Ordering::Relaxed, Ordering::Relaxed);
+                return false;
+            }
+            if self
+                .word
+                .compare_exchange(word, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
             }
         }
     }
@@ -177,6 +257,7 @@ impl RawLock {
     /// Releases the lock, waking one sleeper if there is one.
     #[inline]
     pub(crate) fn unlock(&self) {
+        self.stamp.store(released(), Ordering::Relaxed);
         if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
             wake(&self.word, 1);
         }
@@ -189,17 +270,25 @@ impl RawLock {
     }
 
     /// Releases the lock if this process holds it, waking one sleeper if there is one;
-    /// otherwise leaves it as it is and returns its holder (`None`: it was free).
+    /// otherwise leaves it as it is and returns its holder (`None`: it was free). A dead
+    /// process whose pid this one got since is not this one (their stamps differ).
     #[inline]
     pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
         let me = current_pid();
-        // First guess: held by us, no sleeper (saves a load of a contended word).
-        let mut word = me;
+        let mut word = self.word.load(Ordering::Relaxed);
         loop {
             let pid = word & !WAITERS;
             if pid != me {
                 return Err(Some(pid).filter(|pid| *pid != 0));
             }
+            let stamp = self.stamp.load(Ordering::Acquire);
+            // No pid in the stamp: another thread of ours took the word and is about to
+            // stamp it (or a dead process with our pid died right there: fails open,
+            // see the type's doc).
+            if stamp != my_stamp() && stamp_pid(stamp) != 0 {
+                return Err(Some(pid));
+            }
+            let stamp_left = self.stamp.swap(released(), Ordering::Relaxed);
             // Only the WAITERS flag can change under us while we hold the lock.
             match self
                 .word
@@ -211,7 +300,10 @@ impl RawLock {
                     }
                     return Ok(());
                 }
-                Err(now) => word = now,
+                Err(now) => {
+                    self.stamp.store(stamp_left, Ordering::Relaxed);
+                    word = now;
+                }
             }
         }
     }
@@ -257,6 +349,7 @@ pub(crate) fn passed(deadline: Option<std::time::Instant>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os::identity::process_is_dead;
     use crate::os::shm::SharedRegion;
     use std::sync::Arc;
 
@@ -335,9 +428,10 @@ mod tests {
         });
         assert!(lock.holder().is_some());
         assert_ne!(lock.holder(), Some(std::process::id()));
-        let start = Instant::now();
-        assert_eq!(lock.lock(None), Some(Acquired::OwnerDied));
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // A deadline instead of a bound on the time taken: a waiter that never noticed
+        // the death times out (`None`) and fails the test, however loaded the machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        assert_eq!(lock.lock(Some(deadline)), Some(Acquired::OwnerDied));
         assert_eq!(lock.holder(), Some(std::process::id()));
         lock.unlock();
         assert_eq!(lock.lock(None), Some(Acquired::Clean));

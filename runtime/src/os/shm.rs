@@ -5,12 +5,45 @@
 //! `MAP_SHARED`. It crosses to another process as its descriptor (see
 //! [`PortableFd`]); the receiver checks the size and the seals
 //! before mapping it, so a peer cannot make later accesses fault by shrinking it.
+//!
+//! # Reading memory another process may write
+//!
+//! Every byte of a shared region may be written by another process at any moment: by a
+//! peer following the protocol, by one that died half-way, or by one that writes
+//! garbage. In Rust's memory model two accesses to the same place from different
+//! threads (and processes sharing a mapping are no different), at least one a write,
+//! and not both atomic, are a data race, and a data race is undefined behaviour
+//! whatever the protocol says and whatever the bytes are later checked for. A
+//! `volatile` access does not help: the standard library documents that volatile
+//! accesses behave exactly like non-atomic ones with regard to concurrency. So the
+//! policy of this crate is:
+//!
+//! - **Only atomics touch shared memory.** A value that lives there is a type made of
+//!   atomics ([`Atomics`]), and the only safe ways to reach one, [`Shm::get`],
+//!   [`Shm::table`] and [`SharedRegion::get`], require that bound: no `&u32` of a word
+//!   that someone else writes is ever formed.
+//! - **Bytes are copied with atomic loads and stores** into or out of a private
+//!   buffer ([`copy_from_shared`], [`copy_to_shared`]), word-sized and relaxed, then
+//!   **validated in the private copy** (a ring checks lengths and kinds, the codec
+//!   checks what it decodes, `Plain` values are normalised). Ordering comes from the
+//!   acquire and release operations on the words that publish the bytes, as for any
+//!   other atomic data; a racing writer can only make the copy hold some mixture of
+//!   bytes, which the validation then sees.
+//! - **Memory that needs no sharing is not mapped**: an item too large for a queue's
+//!   ring travels in a sealed `memfd` that is written with `pwrite` and read with
+//!   `pread` ([`sealed_copy`], [`read_copy`]), so the kernel does the copying.
+//!
+//! Relaxed word-sized atomic loads and stores compile to the same instructions as
+//! plain ones on the targets this crate supports; what is lost is only the compiler's
+//! freedom to merge them into wider vector copies, which matters for large payloads,
+//! not for the small records that dominate a queue's traffic.
 
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -43,12 +76,7 @@ impl SharedRegion {
     /// `/proc/<pid>/maps`.
     pub(crate) fn new(name: &str, len: usize) -> std::io::Result<SharedRegion> {
         let len = NonZeroUsize::new(len).ok_or(std::io::ErrorKind::InvalidInput)?;
-        let cname = std::ffi::CString::new(format!("multiproc:{name}"))
-            .unwrap_or_else(|_| c"multiproc".to_owned());
-        let fd = memfd_create(
-            cname.as_c_str(),
-            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-        )?;
+        let fd = memfd(name)?;
         let size = i64::try_from(len.get()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
         ftruncate(&fd, size)?;
         fcntl(&fd, FcntlArg::F_ADD_SEALS(SEALS))?;
@@ -110,33 +138,45 @@ impl SharedRegion {
         self.ptr.as_ptr()
     }
 
-    /// Its size in bytes.
     /// The descriptor of the memfd.
     pub(crate) fn fd(&self) -> &PortableFd {
         &self.fd
     }
 
+    /// Its size in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len.get()
     }
 
-    /// A reference to a `T` at `offset`.
+    /// A reference to a `T` at `offset`. `T` is made of atomics (the `Atomics` bound):
+    /// a plain integer that another process writes is never handed out by reference.
     ///
     /// # Safety
     ///
     /// `offset` must be aligned for `T` and `offset + size_of::<T>()` within the
-    /// region, and `T` must be valid for any bit pattern another process may write
-    /// (atomics and plain integers are).
-    pub(crate) unsafe fn get<T>(&self, offset: usize) -> &T {
+    /// region.
+    pub(crate) unsafe fn get<T: Atomics>(&self, offset: usize) -> &T {
         debug_assert!(offset + std::mem::size_of::<T>() <= self.len());
         debug_assert_eq!(
             (self.as_ptr() as usize + offset) % std::mem::align_of::<T>(),
             0
         );
-        // SAFETY: the caller guarantees bounds, alignment and validity; the mapping
-        // lives as long as `self`.
+        // SAFETY: the caller guarantees bounds and alignment; `T` is `Atomics`, valid
+        // for any bits and accessed only through atomics; the mapping lives as long as
+        // `self`.
         unsafe { &*self.as_ptr().add(offset).cast::<T>() }
     }
+}
+
+/// A new empty `memfd` named `name` for `/proc/<pid>/maps`, close-on-exec, that can be
+/// sealed.
+fn memfd(name: &str) -> std::io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(format!("multiproc:{name}"))
+        .unwrap_or_else(|_| c"multiproc".to_owned());
+    Ok(memfd_create(
+        cname.as_c_str(),
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?)
 }
 
 fn invalid(message: impl Into<String>) -> std::io::Error {
@@ -158,10 +198,145 @@ impl Drop for SharedRegion {
 ///
 /// Every bit pattern must be a valid value, the type must need no drop, and every access
 /// to it must go through its atomics: other processes read and write it concurrently.
+/// In practice: `repr(C)` (or `repr(transparent)`), and every field an atomic integer,
+/// an array of them, or another `Atomics` type; padding is allowed (a reference never
+/// reads it).
 pub(crate) unsafe trait Atomics: Sized + 'static {}
 
 // SAFETY: an atomic.
-unsafe impl Atomics for std::sync::atomic::AtomicU32 {}
+unsafe impl Atomics for AtomicU32 {}
+// SAFETY: an atomic.
+unsafe impl Atomics for AtomicU64 {}
+
+/// Copies `dst.len()` bytes of shared memory starting at `src` into the private buffer
+/// `dst`, with relaxed atomic loads (the policy in the module docs): a naturally aligned
+/// piece of 2, 4 or 8 bytes is one load, longer runs are 8-byte loads. What the copy
+/// holds is not trusted: the caller validates it.
+///
+/// # Safety
+///
+/// `src..src + dst.len()` must be inside a live shared mapping. Whoever else accesses
+/// those bytes concurrently must do so with atomics too (every user of this module
+/// does; a process that does not only harms itself).
+#[inline]
+pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+    let mut done = 0;
+    while done < dst.len() {
+        // SAFETY: `src + done` plus the width chosen below is within the range the
+        // caller gave, and aligned for that width.
+        let at = unsafe { src.add(done) };
+        let rest = &mut dst[done..];
+        let width = width(at as usize, rest.len());
+        // SAFETY: as above; `from_ptr` needs an aligned address valid for the
+        // atomic's size, and every concurrent access is atomic.
+        unsafe {
+            match width {
+                8 => rest[..8].copy_from_slice(
+                    &AtomicU64::from_ptr(at.cast_mut().cast())
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes(),
+                ),
+                4 => rest[..4].copy_from_slice(
+                    &AtomicU32::from_ptr(at.cast_mut().cast())
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes(),
+                ),
+                2 => rest[..2].copy_from_slice(
+                    &AtomicU16::from_ptr(at.cast_mut().cast())
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes(),
+                ),
+                _ => rest[0] = AtomicU8::from_ptr(at.cast_mut()).load(Ordering::Relaxed),
+            }
+        }
+        done += width;
+    }
+}
+
+/// Copies the private bytes `src` into shared memory at `dst`, with relaxed atomic
+/// stores (the mirror of [`copy_from_shared`]); the caller publishes them afterwards
+/// with a release (or stronger) store of the word that makes them visible.
+///
+/// # Safety
+///
+/// `dst..dst + src.len()` must be inside a live shared mapping, written concurrently
+/// (if at all) only with atomics.
+#[inline]
+pub(crate) unsafe fn copy_to_shared(src: &[u8], dst: *mut u8) {
+    let mut done = 0;
+    while done < src.len() {
+        // SAFETY: as in `copy_from_shared`.
+        let at = unsafe { dst.add(done) };
+        let rest = &src[done..];
+        let width = width(at as usize, rest.len());
+        // SAFETY: as in `copy_from_shared`.
+        unsafe {
+            match width {
+                8 => AtomicU64::from_ptr(at.cast())
+                    .store(u64::from_ne_bytes(chunk(rest)), Ordering::Relaxed),
+                4 => AtomicU32::from_ptr(at.cast())
+                    .store(u32::from_ne_bytes(chunk(rest)), Ordering::Relaxed),
+                2 => AtomicU16::from_ptr(at.cast())
+                    .store(u16::from_ne_bytes(chunk(rest)), Ordering::Relaxed),
+                _ => AtomicU8::from_ptr(at).store(rest[0], Ordering::Relaxed),
+            }
+        }
+        done += width;
+    }
+}
+
+/// The widest atomic (8, 4, 2 or 1 bytes) that `addr` is aligned for and that `left`
+/// bytes fill.
+#[inline(always)]
+fn width(addr: usize, left: usize) -> usize {
+    if addr % 8 == 0 && left >= 8 {
+        8
+    } else if addr % 4 == 0 && left >= 4 {
+        4
+    } else if addr % 2 == 0 && left >= 2 {
+        2
+    } else {
+        1
+    }
+}
+
+/// The first `N` bytes of `bytes` (which holds at least `N`).
+#[inline(always)]
+fn chunk<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+/// A new sealed `memfd` named `name` holding a copy of `bytes`, written with `pwrite`
+/// (never mapped here, so no other process can race with the copy).
+pub(crate) fn sealed_copy(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(memfd(name)?);
+    file.write_all_at(bytes, 0)?;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(SEALS))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Reads `out.len()` bytes of `file` at `offset` with `pread` (the kernel copies, so no read of a mapping races with a writer); a
+/// file shorter than that is an `InvalidData` error.
+pub(crate) fn read_copy_at(
+    file: &std::fs::File,
+    offset: usize,
+    out: &mut [u8],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(out, offset as u64).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            invalid(format!(
+                "a shared item shorter than the {} bytes announced",
+                offset + out.len()
+            ))
+        } else {
+            e
+        }
+    })
+}
 
 /// The state `H` of one object at `offset` in a shared region, possibly followed by a
 /// table (see [`Shm::table`]). Clones share the region.
@@ -251,6 +426,34 @@ impl<H: Atomics> Shm<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_copies_round_trip_at_every_alignment() {
+        let region = SharedRegion::new("test", 256).unwrap();
+        let bytes: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+        for start in 0..16 {
+            for len in [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 64, 100] {
+                // SAFETY: `start + len <= 116`, inside the 256-byte region.
+                unsafe { copy_to_shared(&bytes[..len], region.as_ptr().add(start)) };
+                let mut out = vec![0xffu8; len];
+                // SAFETY: as above.
+                unsafe { copy_from_shared(region.as_ptr().add(start), &mut out) };
+                assert_eq!(out, bytes[..len], "start {start}, len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealed_copy_reads_back_and_a_short_one_is_refused() {
+        let fd = sealed_copy("test", b"hello, world").unwrap();
+        let file = std::fs::File::from(fd);
+        let mut out = vec![0; 12];
+        read_copy_at(&file, 0, &mut out).unwrap();
+        assert_eq!(out, b"hello, world");
+        let mut out = vec![0; 13];
+        let err = read_copy_at(&file, 0, &mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn a_region_cannot_be_resized() {

@@ -17,7 +17,7 @@
 //! same [`Bootstrap`] record over it, without the rest of the runtime noticing.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 
@@ -304,14 +304,31 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
              nothing was run"
         ))
     };
-    if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
+    if !is_open(fd) {
         return Err(not_ours(format!("descriptor {fd} is not open")));
     }
-    let stat = fstat(unsafe_borrow(fd)).map_err(|e| not_ours(format!("descriptor {fd}: {e}")))?;
+    // SAFETY: `fd` is open (just checked) and is the channel this process inherited:
+    // no other code in it owns that number, so nothing closes it during the checks.
+    unsafe { with_borrowed(fd, |borrowed| check_channel(fd, borrowed, not_ours)) }?;
+    // SAFETY: the descriptor is open, and nothing else in this fresh process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| AcceptError::NoChannel(format!("descriptor {fd}: {e}")))?;
+    Ok(UnixStream::from(owned))
+}
+
+/// Checks that the open descriptor `borrowed` (number `fd`) is a Unix socket whose peer
+/// is this process's parent; `not_ours` says why not otherwise.
+fn check_channel(
+    fd: RawFd,
+    borrowed: BorrowedFd<'_>,
+    not_ours: impl Fn(String) -> AcceptError,
+) -> Result<(), AcceptError> {
+    let stat = fstat(borrowed).map_err(|e| not_ours(format!("descriptor {fd}: {e}")))?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Err(not_ours(format!("descriptor {fd} is not a socket")));
     }
-    let creds = getsockopt(&unsafe_borrow(fd), sockopt::PeerCredentials)
+    let creds = getsockopt(&borrowed, sockopt::PeerCredentials)
         .map_err(|e| not_ours(format!("descriptor {fd} is not a Unix socket ({e})")))?;
     let parent = getppid();
     if creds.pid() <= 0 {
@@ -331,18 +348,28 @@ fn inherited_channel(fd: RawFd) -> Result<UnixStream, AcceptError> {
             creds.pid()
         )));
     }
-    // SAFETY: the descriptor is open, and nothing else in this fresh process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|e| AcceptError::NoChannel(format!("descriptor {fd}: {e}")))?;
-    Ok(UnixStream::from(owned))
+    Ok(())
 }
 
-/// Borrows a descriptor number for a check that tolerates it being closed.
-fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: the borrow is used only for fcntl/fstat/getsockopt calls made right
-    // away, which report EBADF for a closed descriptor instead of misbehaving.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+/// Whether descriptor number `fd` is open in this process: `fcntl(F_GETFD)` on the bare
+/// number, which reads its flags and claims nothing about who owns it.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags; a number that is not open gives
+    // EBADF.
+    unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) != -1 }
+}
+
+/// Runs `f` with descriptor `fd` borrowed for the call only (the borrow's lifetime is
+/// the closure's argument, so it cannot outlive the call).
+///
+/// # Safety
+///
+/// `fd` must be open when this is called and stay open until `f` returns: neither `f`
+/// nor anything else in the process may close it meanwhile.
+unsafe fn with_borrowed<R>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
+    // SAFETY: the caller keeps `fd` open for the whole call, which the borrow cannot
+    // outlive.
+    f(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 #[cfg(test)]

@@ -198,6 +198,7 @@ impl std::error::Error for ChildError {}
 
 /// A worker key that the registry cannot resolve to exactly one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// No `#[worker]` or `#[process]` is registered under the key.
     Unknown(String),

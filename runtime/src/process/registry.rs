@@ -2,7 +2,7 @@
 //! [`Entry`] through `inventory`, and the child looks its entry up by key.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::process::error::RegistryError;
 use crate::process::worker::Worker;
@@ -65,11 +65,28 @@ fn run_worker<W: Worker>(args: Frame) -> Outcome {
     }
 }
 
+/// Entries of the runtime's own workers (the pool's), registered by a constructor that
+/// runs before every `inventory` one (so before the child's dispatch, whatever the
+/// order of the runtime crate's own constructors).
+static BUILTIN: Mutex<Vec<&'static Entry>> = Mutex::new(Vec::new());
+
+/// Registers one of the runtime's own workers; called from an early constructor.
+pub(crate) fn register_builtin(entry: &'static Entry) {
+    BUILTIN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(entry);
+}
+
 fn index() -> &'static HashMap<&'static str, Vec<&'static Entry>> {
     static INDEX: OnceLock<HashMap<&'static str, Vec<&'static Entry>>> = OnceLock::new();
     INDEX.get_or_init(|| {
         let mut map: HashMap<&'static str, Vec<&'static Entry>> = HashMap::new();
-        for entry in inventory::iter::<Entry> {
+        let builtin = BUILTIN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for entry in inventory::iter::<Entry>.into_iter().chain(builtin) {
             map.entry(entry.key).or_default().push(entry);
         }
         map

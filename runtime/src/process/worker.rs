@@ -72,6 +72,8 @@ impl fmt::Display for Failure {
     }
 }
 
+impl std::error::Error for Failure {}
+
 /// The body of a `#[process]` struct, as `run` is for a subclass of Python's
 /// `multiprocessing.Process`.
 ///

@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{BrokenBarrierError, SyncError};
 use super::{Atomics, Checks, Shm, passed};
 use crate::os::futex::{self, Acquired, RawLock};
-use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::identity::{Liveness, liveness, my_stamp, stamp_pid};
 use crate::os::sys;
 
 const FILLING: u32 = 0;
@@ -44,8 +44,10 @@ pub(crate) struct BarrierState {
     count: AtomicU32,
     /// Bumped at every change of state; the futex sleepers wait on.
     seq: AtomicU32,
-    _reserved: [AtomicU32; 11],
+    _reserved: [AtomicU32; 8],
 }
+
+const _: () = assert!(std::mem::size_of::<BarrierState>() == 64);
 
 // SAFETY: repr(C), atomics only.
 unsafe impl Atomics for BarrierState {}
@@ -155,7 +157,7 @@ impl<A: BarrierAction> Barrier<A> {
             ))
             .into());
         }
-        let shm = Shm::<BarrierState>::create("barrier", parties * 4)?;
+        let shm = Shm::<BarrierState>::create("barrier", parties * 8)?;
         shm.get().parties.store(parties as u32, Ordering::Relaxed);
         Ok(Barrier {
             shm,
@@ -177,8 +179,8 @@ impl<A: BarrierAction> Barrier<A> {
     }
 
     /// The table of parties inside, as long as `parties` and the region allow.
-    fn inside(&self) -> &[AtomicU32] {
-        let table = self.shm.table::<AtomicU32>();
+    fn inside(&self) -> &[AtomicU64] {
+        let table = self.shm.table::<AtomicU64>();
         &table[..self.parties().min(table.len())]
     }
 
@@ -261,11 +263,13 @@ impl<A: BarrierAction> Barrier<A> {
     /// Removes parties that died inside: breaks the barrier if it was filling, and
     /// lets it drain otherwise. Under the internal lock.
     fn remove_dead(&self, st: &BarrierState) {
-        let me = current_pid();
         let mut removed = false;
         for slot in self.inside() {
-            let pid = slot.load(Ordering::Relaxed);
-            if pid != 0 && pid != me && process_is_dead(pid) {
+            let stamp = slot.load(Ordering::Relaxed);
+            let pid = stamp_pid(stamp);
+            // Only a certain death breaks the barrier: a party that cannot be judged
+            // (`/proc` hidden, another pid namespace) is waited for.
+            if pid != 0 && liveness(stamp) == Liveness::Dead {
                 slot.store(0, Ordering::Relaxed);
                 let count = st.count.load(Ordering::Relaxed);
                 st.count.store(count.saturating_sub(1), Ordering::Relaxed);
@@ -294,7 +298,7 @@ impl<A: BarrierAction> Barrier<A> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<usize, BrokenBarrierError> {
-        let me = current_pid();
+        let me = my_stamp();
         let mut checks = Checks::new();
         let mut st = self.lock();
         // Python's `_enter`: wait while the previous pass drains.

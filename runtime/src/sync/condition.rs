@@ -12,7 +12,7 @@
 //! apart).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,12 +21,12 @@ use super::error::{LockResult, NotifyError, PoisonError, ReleaseError, WaitError
 use super::lock::Lockable;
 use super::{Atomics, Checks, Shm, passed};
 use crate::os::futex::{self};
-use crate::os::identity::{current_pid, current_tid, process_is_dead};
+use crate::os::identity::{Liveness, current_tid, liveness, my_stamp, stamp_pid};
 use crate::os::sys;
 use crate::sync::RLock;
 
 /// Bytes of a condition's region: four pages (touched only as far as waiters go).
-const REGION_LEN: usize = 16384;
+const REGION_LEN: usize = 24576;
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -53,10 +53,14 @@ unsafe impl Atomics for CondState {}
 pub(crate) struct CondSlot {
     /// FREE, CLAIMING, WAITING or NOTIFIED; the futex its waiter sleeps on.
     state: AtomicU32,
-    pid: AtomicU32,
     tid: AtomicU32,
     ticket: AtomicU32,
+    _reserved: AtomicU32,
+    /// The waiter's process, as a [`Stamp`](crate::os::identity::Stamp).
+    who: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<CondSlot>() == 24);
 
 // SAFETY: repr(C), atomics only.
 unsafe impl Atomics for CondSlot {}
@@ -217,14 +221,13 @@ impl<L: Lockable> Condition<L> {
 
     /// Frees the slots of waiters whose process died.
     fn free_dead(&self) {
-        let me = current_pid();
         for slot in self.used() {
             let state = slot.state.load(Ordering::Relaxed);
-            let pid = slot.pid.load(Ordering::Relaxed);
-            if (state != WAITING && state != NOTIFIED) || pid == 0 || pid == me {
+            let who = slot.who.load(Ordering::Relaxed);
+            if (state != WAITING && state != NOTIFIED) || stamp_pid(who) == 0 {
                 continue;
             }
-            if process_is_dead(pid)
+            if liveness(who) == Liveness::Dead
                 && slot
                     .state
                     .compare_exchange(state, FREE, Ordering::Relaxed, Ordering::Relaxed)
@@ -245,7 +248,7 @@ impl<L: Lockable> Condition<L> {
             return Err(WaitError::TooManyWaiters);
         };
         let slot = &self.slots()[i];
-        slot.pid.store(current_pid(), Ordering::Relaxed);
+        slot.who.store(my_stamp(), Ordering::Relaxed);
         slot.tid.store(current_tid(), Ordering::Relaxed);
         slot.ticket.store(
             st.next_ticket.fetch_add(1, Ordering::Relaxed),
@@ -386,8 +389,8 @@ impl<L: Lockable> Condition<L> {
             return true;
         }
         // Not asleep: about to sleep, just woken, or dead.
-        let pid = slot.pid.load(Ordering::Relaxed);
-        if pid != 0 && pid != current_pid() && process_is_dead(pid) {
+        let who = slot.who.load(Ordering::Relaxed);
+        if stamp_pid(who) != 0 && liveness(who) == Liveness::Dead {
             let _ =
                 slot.state
                     .compare_exchange(NOTIFIED, FREE, Ordering::Relaxed, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use std::fmt;
 /// operation would have returned (a guard, or a flag), so that the caller can repair
 /// the shared state and go on. The lock stays poisoned, and every later acquisition
 /// reports it too, until someone calls `clear_poison` on it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PoisonError<T> {
     inner: T,
 }
@@ -183,6 +184,7 @@ impl fmt::Display for ReleaseError {
 impl std::error::Error for ReleaseError {}
 
 /// Why [`Condition::wait`](crate::Condition::wait) and its variants failed.
+#[derive(Clone, PartialEq, Eq)]
 pub enum WaitError<T> {
     /// The caller does not hold the condition's lock.
     NotOwned,
@@ -309,99 +311,129 @@ impl std::error::Error for IndexError {}
 
 /// Any error of the synchronisation primitives, without the value some of them carry;
 /// what [`Error::Sync`](crate::Error::Sync) holds.
+///
+/// Each case holds the narrow error it came from, typed, so that a caller can match
+/// through [`Error`](crate::Error) down to, say, an [`IndexError`]'s index and
+/// length:
+///
+/// ```
+/// use multiproc::{Array, Error, SyncError};
+/// # fn main() -> multiproc::Result<()> {
+/// let array = Array::from_slice(&[1u32, 2, 3])?;
+/// let wide: Error = array.get(5).unwrap_err().into();
+/// match wide {
+///     Error::Sync(SyncError::Index(e)) => assert_eq!((e.index(), e.len()), (5, 3)),
+///     other => panic!("{other}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// It prints as the error inside, and has no [`source`](std::error::Error::source)
+/// (none of the narrow errors has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncError {
-    kind: SyncErrorKind,
-    detail: String,
-}
-
-/// What went wrong in a [`SyncError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SyncErrorKind {
-    /// A [`PoisonError`] (its value dropped: a guard inside was released).
-    Poisoned,
+pub enum SyncError {
+    /// A [`PoisonError`], its value dropped (a guard inside was released).
+    Poisoned(PoisonError<()>),
     /// A [`ReleaseError`].
-    Release,
-    /// A [`NotifyError`], or a [`WaitError::NotOwned`].
-    NotOwned,
-    /// A [`WaitError::TooManyWaiters`].
-    TooManyWaiters,
+    Release(ReleaseError),
+    /// A [`NotifyError`].
+    Notify(NotifyError),
+    /// A [`WaitError`], its value dropped (a guard inside was released).
+    Wait(WaitError<()>),
     /// A [`BrokenBarrierError`].
-    BrokenBarrier,
+    BrokenBarrier(BrokenBarrierError),
     /// An [`IndexError`].
-    InvalidIndex,
-    /// A constructor was given a value out of its range.
-    InvalidArgument,
+    Index(IndexError),
+    /// A constructor was given a value out of its range; holds the message.
+    InvalidArgument(String),
 }
 
 impl SyncError {
     pub(crate) fn invalid_argument(detail: impl Into<String>) -> Self {
-        SyncError {
-            kind: SyncErrorKind::InvalidArgument,
-            detail: detail.into(),
-        }
+        SyncError::InvalidArgument(detail.into())
     }
 
-    fn of(kind: SyncErrorKind, error: &dyn fmt::Display) -> Self {
-        SyncError {
-            kind,
-            detail: error.to_string(),
-        }
+    /// Whether a lock (or a condition's lock, reacquired after a wait) was poisoned.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Poisoned(_) | SyncError::Wait(WaitError::Poisoned(_))
+        )
     }
 
-    /// What went wrong.
-    pub fn kind(&self) -> SyncErrorKind {
-        self.kind
+    /// Whether the caller did not hold the lock that the operation needs (a
+    /// [`NotifyError`], or a [`WaitError::NotOwned`]).
+    pub fn is_not_owned(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Notify(_) | SyncError::Wait(WaitError::NotOwned)
+        )
+    }
+
+    /// The [`IndexError`] inside, if this is one.
+    pub fn index_error(&self) -> Option<&IndexError> {
+        match self {
+            SyncError::Index(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Display for SyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
+        match self {
+            SyncError::Poisoned(e) => e.fmt(f),
+            SyncError::Release(e) => e.fmt(f),
+            SyncError::Notify(e) => e.fmt(f),
+            SyncError::Wait(e) => e.fmt(f),
+            SyncError::BrokenBarrier(e) => e.fmt(f),
+            SyncError::Index(e) => e.fmt(f),
+            SyncError::InvalidArgument(message) => f.write_str(message),
+        }
     }
 }
 
 impl std::error::Error for SyncError {}
 
 impl<T> From<PoisonError<T>> for SyncError {
-    fn from(e: PoisonError<T>) -> Self {
-        SyncError::of(SyncErrorKind::Poisoned, &e)
+    fn from(_: PoisonError<T>) -> Self {
+        SyncError::Poisoned(PoisonError::new(()))
     }
 }
 
 impl From<ReleaseError> for SyncError {
     fn from(e: ReleaseError) -> Self {
-        SyncError::of(SyncErrorKind::Release, &e)
+        SyncError::Release(e)
     }
 }
 
 impl From<NotifyError> for SyncError {
     fn from(e: NotifyError) -> Self {
-        SyncError::of(SyncErrorKind::NotOwned, &e)
+        SyncError::Notify(e)
     }
 }
 
 impl<T> From<WaitError<T>> for SyncError {
     fn from(e: WaitError<T>) -> Self {
-        let kind = match e {
-            WaitError::NotOwned => SyncErrorKind::NotOwned,
-            WaitError::TooManyWaiters => SyncErrorKind::TooManyWaiters,
-            WaitError::Poisoned(_) => SyncErrorKind::Poisoned,
-        };
-        SyncError::of(kind, &e)
+        SyncError::Wait(match e {
+            WaitError::NotOwned => WaitError::NotOwned,
+            WaitError::TooManyWaiters => WaitError::TooManyWaiters,
+            WaitError::Poisoned(_) => WaitError::Poisoned(PoisonError::new(())),
+        })
     }
 }
 
 impl From<BrokenBarrierError> for SyncError {
     fn from(e: BrokenBarrierError) -> Self {
-        SyncError::of(SyncErrorKind::BrokenBarrier, &e)
+        SyncError::BrokenBarrier(e)
     }
 }
 
 impl From<IndexError> for SyncError {
     fn from(e: IndexError) -> Self {
-        SyncError::of(SyncErrorKind::InvalidIndex, &e)
+        SyncError::Index(e)
     }
 }
 

@@ -24,7 +24,7 @@ pub use barrier::{Barrier, BarrierAction, NoAction};
 pub use condition::{Condition, ConditionGuard};
 pub use error::{
     BrokenBarrierError, IndexError, LockResult, NotifyError, PoisonError, ReleaseError, SyncError,
-    SyncErrorKind, TryLockError, TryLockResult, WaitError,
+    TryLockError, TryLockResult, WaitError,
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard, Lockable, RLock, RLockGuard};

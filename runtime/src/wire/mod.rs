@@ -2,6 +2,7 @@
 //! over stream sockets with descriptors attached, and the descriptor courier.
 //! Uses only [`os`](crate::os).
 
+pub(crate) mod auth;
 pub(crate) mod codec;
 pub(crate) mod courier;
 pub(crate) mod error;

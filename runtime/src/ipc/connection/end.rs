@@ -284,6 +284,14 @@ impl<T> AsFd for Connection<T> {
 }
 
 #[cfg(test)]
+impl<T> Connection<T> {
+    /// Receivers asleep on what this end sends (see `Inner::sleeping_receivers`).
+    pub(super) fn sleeping_receivers(&self) -> u32 {
+        self.inner.sleeping_receivers()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ipc::connection::Pipe;
@@ -358,8 +366,9 @@ mod tests {
                 .unwrap_err()
                 .is_timeout()
         );
+        // Send only once `poll(None)` is asleep, so that it is the send that ends it.
         let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
+            super::super::wake::wait_until(|| a.sleeping_receivers() > 0);
             a.send(5).unwrap();
             a
         });
@@ -375,9 +384,9 @@ mod tests {
         assert!(r.is_readable() && !r.is_writable());
         assert!(w.is_writable() && !w.is_readable());
         let e = r.send(1).unwrap_err();
-        assert_eq!(e.to_string(), "cannot send: connection is read-only");
+        assert_eq!(e.to_string(), "connection is read-only");
         let e = w.recv().unwrap_err();
-        assert_eq!(e.to_string(), "cannot receive: connection is write-only");
+        assert_eq!(e.to_string(), "connection is write-only");
         assert!(w.poll(Some(Duration::ZERO)).is_err());
         w.send(9).unwrap();
         assert_eq!(r.recv().unwrap(), 9);

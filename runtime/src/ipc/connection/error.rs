@@ -12,7 +12,8 @@ pub enum SendError<T> {
     /// `BrokenPipeError`).
     Disconnected(T),
     /// The value could not be encoded, this end cannot send (the reading end of a
-    /// one-way pipe), or the system refused an operation.
+    /// one-way pipe), or the system refused an operation. Prints as the error inside
+    /// (and its source is that error's source).
     Failed(T, Error),
 }
 
@@ -25,7 +26,8 @@ pub enum RecvError {
     Disconnected,
     /// The message could not be decoded, a frame was garbled, truncated or too long,
     /// this end cannot receive (the writing end of a one-way pipe), or the system
-    /// refused an operation.
+    /// refused an operation. Prints as the error inside (and its source is that
+    /// error's source).
     Failed(Error),
 }
 
@@ -112,7 +114,7 @@ impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Disconnected(_) => ChannelError::Disconnected.fmt(f),
-            SendError::Failed(_, e) => write!(f, "cannot send: {e}"),
+            SendError::Failed(_, e) => e.fmt(f),
         }
     }
 }
@@ -121,7 +123,7 @@ impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecvError::Disconnected => ChannelError::Disconnected.fmt(f),
-            RecvError::Failed(e) => write!(f, "cannot receive: {e}"),
+            RecvError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -131,7 +133,7 @@ impl fmt::Display for RecvTimeoutError {
         match self {
             RecvTimeoutError::Timeout => f.write_str("timed out waiting for a message"),
             RecvTimeoutError::Disconnected => ChannelError::Disconnected.fmt(f),
-            RecvTimeoutError::Failed(e) => write!(f, "cannot receive: {e}"),
+            RecvTimeoutError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -145,7 +147,7 @@ impl fmt::Display for RecvIntoError {
                 message.len()
             ),
             RecvIntoError::Disconnected => ChannelError::Disconnected.fmt(f),
-            RecvIntoError::Failed(e) => write!(f, "cannot receive: {e}"),
+            RecvIntoError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -153,7 +155,7 @@ impl fmt::Display for RecvIntoError {
 impl<T> std::error::Error for SendError<T> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Failed(_, e) => Some(e),
+            SendError::Failed(_, e) => std::error::Error::source(e),
             SendError::Disconnected(_) => None,
         }
     }
@@ -162,7 +164,7 @@ impl<T> std::error::Error for SendError<T> {
 impl std::error::Error for RecvError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RecvError::Failed(e) => Some(e),
+            RecvError::Failed(e) => std::error::Error::source(e),
             RecvError::Disconnected => None,
         }
     }
@@ -171,7 +173,7 @@ impl std::error::Error for RecvError {
 impl std::error::Error for RecvTimeoutError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RecvTimeoutError::Failed(e) => Some(e),
+            RecvTimeoutError::Failed(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -180,7 +182,7 @@ impl std::error::Error for RecvTimeoutError {
 impl std::error::Error for RecvIntoError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RecvIntoError::Failed(e) => Some(e),
+            RecvIntoError::Failed(e) => std::error::Error::source(e),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use crate::ipc::ring::{Line, RingControl};
+use crate::os::shm::Atomics;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mppipe01");
 pub(super) const DATA_OFFSET: usize = 4096;
@@ -51,5 +52,9 @@ pub(super) struct Header {
     pub(super) info: Line<Info>,
     pub(super) dirs: [Dir; 2],
 }
+
+// SAFETY: repr(C); every field is an atomic, a `RawLock` (one atomic), a `Line` or an
+// array of them, so any bits are valid and every access is atomic.
+unsafe impl Atomics for Header {}
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);

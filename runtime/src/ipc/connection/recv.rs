@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::inner::{Attempt, Inner, RecvFail, RxState, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::error::Error;
-use crate::ipc::error::ChannelError;
+use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{Ring, Word};
 use crate::wire::error::{CodecError, CodecErrorKind};
 use crate::wire::frames::FrameError;
@@ -79,7 +79,7 @@ impl Inner {
                     ring.release(ring.fresh_tail());
                     return Err(Self::break_stream(
                         rx,
-                        ChannelError::Corrupt(corrupt.0).into(),
+                        ChannelError::Corrupt(Corruption::new(corrupt.0)).into(),
                     ));
                 }
                 Ok(Some(h)) if h.seq == u64::from(next) => {
@@ -208,7 +208,10 @@ impl Inner {
             };
             ring.release(tail);
             return Err(RecvFail::Failed(
-                ChannelError::Corrupt(format!("{why}; the rest of the ring is dropped")).into(),
+                ChannelError::Corrupt(Corruption::new(format!(
+                    "{why}; the rest of the ring is dropped"
+                )))
+                .into(),
             ));
         }
         if tail.count() != head.count() {

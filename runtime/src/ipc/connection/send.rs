@@ -9,7 +9,7 @@ use nix::poll::PollFlags;
 
 use super::inner::{Inner, SendFail, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
-use crate::ipc::error::ChannelError;
+use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Word};
 use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
@@ -55,7 +55,7 @@ impl Inner {
             // so that the check below sees the real state.
             Some(need) if fds.is_empty() => ring
                 .free(tail, need + half)
-                .map_err(|c| SendFail::from(ChannelError::Corrupt(c.0)))?,
+                .map_err(|c| SendFail::from(ChannelError::Corrupt(Corruption::new(c.0))))?,
             _ => 0,
         };
         match need {

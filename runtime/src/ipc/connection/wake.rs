@@ -182,6 +182,27 @@ impl Watch for Inner {
     }
 }
 
+/// What tests wait for instead of sleeping and hoping.
+#[cfg(test)]
+impl Inner {
+    /// Receivers asleep on what this end sends (in `recv`, `poll` or `wait`, past
+    /// spinning); 0 for the reader of a one-way pipe.
+    pub(super) fn sleeping_receivers(&self) -> u32 {
+        self.send_dir().map_or(0, |dir| {
+            self.header().dirs[dir].wake.sleepers.load(Ordering::SeqCst)
+        })
+    }
+}
+
+/// Waits, without a deadline, until `ready` holds: a test's way to wait for an observable
+/// state (a sleeping receiver) rather than sleep and hope.
+#[cfg(test)]
+pub(super) fn wait_until(ready: impl Fn() -> bool) {
+    while !ready() {
+        std::thread::yield_now();
+    }
+}
+
 /// Writes all of `bytes` to a non-blocking socket, waiting for room.
 fn write_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
@@ -214,8 +235,10 @@ mod tests {
         c.send(1).unwrap();
         assert_eq!(crate::ipc::wait::wait(&[&b, &d], None).unwrap(), [1]);
         assert_eq!(d.recv().unwrap(), 1);
+        // Send only once the wait is armed on `b` (it counts as a sleeping receiver),
+        // so the wait below is woken by the send rather than finding the item there.
         let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
+            wait_until(|| a.sleeping_receivers() > 0);
             a.send(2).unwrap();
             a
         });

@@ -10,7 +10,8 @@ use crate::ipc::error::ChannelError;
 pub enum PutError<T> {
     /// The queue was closed.
     Closed(T),
-    /// The item could not be encoded, or the system refused an operation.
+    /// The item could not be encoded, or the system refused an operation. Prints as
+    /// the error inside.
     Failed(T, Error),
 }
 
@@ -22,7 +23,8 @@ pub enum TryPutError<T> {
     Full(T),
     /// The queue was closed.
     Closed(T),
-    /// The item could not be encoded, or the system refused an operation.
+    /// The item could not be encoded, or the system refused an operation. Prints as
+    /// the error inside.
     Failed(T, Error),
 }
 
@@ -33,7 +35,8 @@ pub enum PutTimeoutError<T> {
     Timeout(T),
     /// The queue was closed.
     Closed(T),
-    /// The item could not be encoded, or the system refused an operation.
+    /// The item could not be encoded, or the system refused an operation. Prints as
+    /// the error inside.
     Failed(T, Error),
 }
 
@@ -43,7 +46,7 @@ pub enum GetError {
     /// The queue was closed and is empty.
     Closed,
     /// An item was taken but could not be decoded (it is dropped), the shared memory
-    /// is corrupt, or the system refused an operation.
+    /// is corrupt, or the system refused an operation. Prints as the error inside.
     Failed(Error),
 }
 
@@ -95,10 +98,12 @@ macro_rules! give_back {
             }
         }
 
+        // `Failed` is transparent: it prints as the error inside, so its source is
+        // that error's source.
         impl<T> std::error::Error for $name<T> {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
                 match self {
-                    $name::Failed(_, e) => Some(e),
+                    $name::Failed(_, e) => std::error::Error::source(e),
                     _ => None,
                 }
             }
@@ -176,7 +181,7 @@ impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PutError::Closed(_) => ChannelError::Closed.fmt(f),
-            PutError::Failed(_, e) => write!(f, "cannot put an item: {e}"),
+            PutError::Failed(_, e) => e.fmt(f),
         }
     }
 }
@@ -186,7 +191,7 @@ impl<T> fmt::Display for TryPutError<T> {
         match self {
             TryPutError::Full(_) => ChannelError::Full.fmt(f),
             TryPutError::Closed(_) => ChannelError::Closed.fmt(f),
-            TryPutError::Failed(_, e) => write!(f, "cannot put an item: {e}"),
+            TryPutError::Failed(_, e) => e.fmt(f),
         }
     }
 }
@@ -196,7 +201,7 @@ impl<T> fmt::Display for PutTimeoutError<T> {
         match self {
             PutTimeoutError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
             PutTimeoutError::Closed(_) => ChannelError::Closed.fmt(f),
-            PutTimeoutError::Failed(_, e) => write!(f, "cannot put an item: {e}"),
+            PutTimeoutError::Failed(_, e) => e.fmt(f),
         }
     }
 }
@@ -205,7 +210,7 @@ impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GetError::Closed => ChannelError::Closed.fmt(f),
-            GetError::Failed(e) => write!(f, "cannot get an item: {e}"),
+            GetError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -215,7 +220,7 @@ impl fmt::Display for TryGetError {
         match self {
             TryGetError::Empty => ChannelError::Empty.fmt(f),
             TryGetError::Closed => ChannelError::Closed.fmt(f),
-            TryGetError::Failed(e) => write!(f, "cannot get an item: {e}"),
+            TryGetError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -225,7 +230,7 @@ impl fmt::Display for GetTimeoutError {
         match self {
             GetTimeoutError::Timeout => f.write_str("timed out waiting for an item"),
             GetTimeoutError::Closed => ChannelError::Closed.fmt(f),
-            GetTimeoutError::Failed(e) => write!(f, "cannot get an item: {e}"),
+            GetTimeoutError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -238,10 +243,11 @@ impl fmt::Display for TaskDoneError {
 
 macro_rules! source {
     ($($name:ident),*) => {$(
+        // `Failed` is transparent, as above.
         impl std::error::Error for $name {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
                 match self {
-                    $name::Failed(e) => Some(e),
+                    $name::Failed(e) => std::error::Error::source(e),
                     _ => None,
                 }
             }

@@ -418,11 +418,20 @@ mod tests {
         let q: Queue<u8> = Queue::new().unwrap();
         let waiter = {
             let q = q.clone();
-            std::thread::spawn(move || q.get())
+            // A deadline far beyond the test, so that a get that is never told of the
+            // close fails the test (a timeout, not "closed") instead of hanging it.
+            std::thread::spawn(move || q.get_timeout(Duration::from_secs(60)))
         };
-        std::thread::sleep(Duration::from_millis(50));
+        // Close only once the getter sleeps, so that it is the close that must end it.
+        while q.raw.sleeping_getters() == 0 {
+            std::thread::yield_now();
+        }
+        let word = q.raw.not_empty_word();
         q.close();
         assert!(waiter.join().unwrap().unwrap_err().is_closed());
+        // The getter re-checks the queue now and then even unwoken: the wake-up itself
+        // shows in the futex word it sleeps on, which the close must move.
+        assert_ne!(q.raw.not_empty_word(), word);
     }
 
     #[test]
@@ -499,10 +508,13 @@ mod tests {
             crate::ipc::wait::wait(&[&q, &r], Some(Duration::ZERO)).unwrap(),
             [1]
         );
+        // Put only once the `wait` below watches `q`, so that the put must wake it.
         let putter = {
             let q = q.clone();
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(30));
+                while q.raw.watchers() == 0 {
+                    std::thread::yield_now();
+                }
                 q.put(2).unwrap();
             })
         };

@@ -21,8 +21,10 @@ pub(crate) struct LockState {
     pub(super) poison: AtomicU32,
 }
 
-// SAFETY: repr(C), two atomics (RawLock is one AtomicU32).
+// SAFETY: repr(C), atomics only (RawLock is three atomics).
 unsafe impl Atomics for LockState {}
+
+const _: () = assert!(std::mem::size_of::<LockState>() == 24);
 
 /// A lock shared between processes: Python's `multiprocessing.Lock`.
 ///

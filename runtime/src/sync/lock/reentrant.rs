@@ -25,8 +25,10 @@ pub(crate) struct RLockState {
     pub(super) count: AtomicU32,
 }
 
-// SAFETY: repr(C), four atomics.
+// SAFETY: repr(C), atomics only.
 unsafe impl Atomics for RLockState {}
+
+const _: () = assert!(std::mem::size_of::<RLockState>() == 32);
 
 /// A re-entrant lock shared between processes: Python's `multiprocessing.RLock`.
 ///

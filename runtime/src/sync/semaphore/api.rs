@@ -124,7 +124,7 @@ macro_rules! semaphore_api {
 ///   acquires and never releases) should have the consumer call
 ///   [`SemaphoreGuard::forget`] (or release and acquire in pairs): otherwise a consumer
 ///   that ends hands back the items it consumed but no producer's release matched.
-/// - The table has room for 253 processes at once (the slots of dead processes are
+/// - The table has room for 252 processes at once (the slots of dead processes are
 ///   reused). Permits taken by further processes are not recorded, and are lost if
 ///   their process dies holding them.
 /// - Only a waiting acquisition (blocking, or with a timeout of 10 ms or more) looks for

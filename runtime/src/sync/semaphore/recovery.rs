@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use super::sem_core::{Counter, SemCore, SemSlot, SemState, UNTRACKED};
 use crate::os::futex;
-use crate::os::identity::{current_pid, process_is_dead};
+use crate::os::identity::{Liveness, current_pid, liveness, my_stamp};
 
 impl SemCore {
     pub(super) fn counter<'a>(&'a self, st: &'a SemState, which: Counter) -> Option<&'a AtomicU32> {
@@ -139,6 +139,7 @@ impl SemCore {
             if let Some(i) = free {
                 let slot = &slots[i];
                 slot.held.store(0, Ordering::Relaxed);
+                slot.who.store(my_stamp(), Ordering::Relaxed);
                 slot.pid.store(me, Ordering::Relaxed);
                 if i >= hwm {
                     st.hwm.store(i as u32 + 1, Ordering::Relaxed);
@@ -166,7 +167,9 @@ impl SemCore {
             if pid == 0 || pid == me || (!all && held == 0) {
                 continue;
             }
-            if !process_is_dead(pid) {
+            // Only a certain death gives the permits back: a holder that cannot be judged
+            // (`/proc` hidden, another pid namespace) keeps them.
+            if liveness(slot.who.load(Ordering::Relaxed)) != Liveness::Dead {
                 continue;
             }
             if held > 0 {
@@ -230,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_table_has_the_documented_size() {
-        assert_eq!(SLOTS, 253);
+        assert_eq!(SLOTS, 252);
         let sem = Semaphore::new(1).unwrap();
         assert_eq!(sem.core.slots().len(), SLOTS);
     }

@@ -61,8 +61,13 @@ pub(crate) struct SemSlot {
     pub(super) pid: AtomicU32,
     /// Permits it holds.
     pub(super) held: AtomicU32,
-    pub(super) _reserved: [AtomicU32; 2],
+    /// The [`Stamp`](crate::os::identity::Stamp) of that process: tells it from a
+    /// later one with the same pid.
+    pub(super) who: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<SemSlot>() == 16);
+const _: () = assert!(std::mem::size_of::<SemState>() == 64);
 
 // SAFETY: repr(C), atomics only.
 unsafe impl Atomics for SemSlot {}

@@ -1,6 +1,6 @@
-//! `Cells`: elements of plain data at an offset of a shared region, read and written
-//! with volatile accesses, and where the lock of a [`Value`](crate::Value) or an
-//! [`Array`](crate::Array) lives.
+//! `Cells`: elements of plain data at an offset of a shared region, copied in and out
+//! with atomic loads and stores (the policy in [`crate::os::shm`]'s docs), and where
+//! the lock of a [`Value`](crate::Value) or an [`Array`](crate::Array) lives.
 
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, align_of, size_of};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::plain::{AtomicInt, Plain};
-use crate::os::shm::SharedRegion;
+use crate::os::shm::{SharedRegion, copy_from_shared, copy_to_shared};
 use crate::sync::error::{IndexError, SyncError};
 use crate::sync::lock::{Lockable, sealed::Place};
 
@@ -109,12 +109,17 @@ impl<T: Plain> Cells<T> {
 
     #[inline]
     pub(super) fn read(&self, i: usize) -> T {
-        // SAFETY: element `i` is in bounds and aligned (the offset is aligned to
-        // `align_of::<T>()` or more); a `MaybeUninit<T>` accepts any bytes, and the
-        // read is volatile because other processes write the memory too. `normalize`
-        // makes the copied bits a valid `T` (the `Plain` contract).
+        let mut raw = MaybeUninit::<T>::zeroed();
+        // SAFETY: the zeroed `raw` is `size_of::<T>()` initialized bytes, private to
+        // this call.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<u8>(), size_of::<T>())
+        };
+        // SAFETY: element `i` is in bounds of the mapping; other processes write it
+        // too, so it is copied with atomic loads. `normalize` then makes the copied bits
+        // a valid `T` (the `Plain` contract).
         unsafe {
-            let mut raw = self.ptr(i).cast::<MaybeUninit<T>>().read_volatile();
+            copy_from_shared(self.ptr(i).cast::<u8>(), bytes);
             T::normalize(raw.as_mut_ptr());
             raw.assume_init()
         }
@@ -122,9 +127,14 @@ impl<T: Plain> Cells<T> {
 
     #[inline]
     pub(super) fn write(&self, i: usize, value: T) {
-        // SAFETY: element `i` is in bounds and aligned; the write is volatile because
-        // other processes read the memory too. Shared memory never holds references.
-        unsafe { self.ptr(i).write_volatile(value) }
+        // SAFETY: a `Plain` value has no padding (the `Plain` contract), so its
+        // `size_of::<T>()` bytes are initialized.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const value).cast::<u8>(), size_of::<T>()) };
+        // SAFETY: element `i` is in bounds of the mapping; other processes read it
+        // too, so it is written with atomic stores. Shared memory never holds
+        // references.
+        unsafe { copy_to_shared(bytes, self.ptr(i).cast::<u8>()) }
     }
 
     pub(super) fn check(&self, i: usize) -> Result<(), IndexError> {

@@ -49,8 +49,9 @@ use std::mem::size_of;
 /// # Safety
 ///
 /// Implement it by hand only for a `Copy` type that is valid for *every* bit pattern
-/// (after [`normalize`](Plain::normalize), if you override it) and holds no pointer or
-/// reference.
+/// (after [`normalize`](Plain::normalize), if you override it), has no padding (its
+/// bytes are copied to shared memory one by one, and a padding byte is uninitialized)
+/// and holds no pointer or reference.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not plain data, which shared memory holds",
     note = "plain data: integers, floats, `bool`, `char`, arrays of them, and `#[repr(C)]` structs of them that derive `multiproc::Plain`"

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::ipc::ring::{Line, RingControl};
+use crate::os::shm::Atomics;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mpqueue1");
 /// Where the data area starts.
@@ -80,6 +81,10 @@ pub(super) struct Header {
     pub(super) wake: Line<Wake>,
     pub(super) join: Line<Join>,
 }
+
+// SAFETY: repr(C); every field is an atomic, a `RawLock` (one atomic) or a `Line` of
+// them, so any bits are valid and every access is atomic.
+unsafe impl Atomics for Header {}
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
 const _: () = assert!(std::mem::offset_of!(Header, wake) == 320);

@@ -10,7 +10,7 @@ use nix::poll::PollFlags;
 
 use crate::ipc::ring::{self, Ring, Word};
 use crate::os::futex;
-use crate::os::shm::SharedRegion;
+use crate::os::shm;
 use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 
@@ -190,11 +190,8 @@ pub(super) enum Written {
     CourierFull,
 }
 
-/// An item too large for the ring, in a sealed memory region of its own.
+/// An item too large for the ring, in a sealed `memfd` of its own (written with
+/// `pwrite`, never mapped: see the policy in [`crate::os::shm`]).
 fn spill(bytes: &[u8]) -> Result<OwnedFd, Fail> {
-    let region = SharedRegion::new("queue-item", bytes.len().max(1))?;
-    // SAFETY: the region is new, private to this process until its descriptor is sent,
-    // and at least `bytes.len()` long.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.as_ptr(), bytes.len()) };
-    Ok(region.dup_fd()?)
+    Ok(shm::sealed_copy("queue-item", bytes)?)
 }

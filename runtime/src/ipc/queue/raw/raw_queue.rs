@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::ipc::error::ChannelError;
+use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Ring, Word};
 use crate::ipc::spin::Spinner;
 use crate::os::futex::{Acquired, FIRST_CHECK, RawLock};
@@ -77,7 +77,7 @@ impl From<ChannelError> for Fail {
 
 impl From<ring::Corrupt> for Fail {
     fn from(e: ring::Corrupt) -> Self {
-        Fail::Failed(ChannelError::Corrupt(e.0).into())
+        Fail::Failed(ChannelError::Corrupt(Corruption::new(e.0)).into())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::ipc::error::ChannelError;
+use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{Corrupt, RECORD_HEADER, Ring, Word};
 
 use super::raw_queue::{Fail, Patience, RawQueue, lock};
@@ -43,7 +43,9 @@ impl RawQueue {
             "a queue's shared memory was corrupt ({}); {dropped}",
             corrupt.0
         );
-        Fail::Failed(ChannelError::Corrupt(format!("{}; {dropped}", corrupt.0)).into())
+        Fail::Failed(
+            ChannelError::Corrupt(Corruption::new(format!("{}; {dropped}", corrupt.0))).into(),
+        )
     }
 
     /// As a producer (holding no lock): takes the consumer lock, then recovers.
@@ -53,10 +55,10 @@ impl RawQueue {
         match lock(&self.header().ring.rx.lock, patience, "consumer") {
             Some(_consumers) => self.recover(corrupt, patience),
             None => Fail::Failed(
-                ChannelError::Corrupt(format!(
+                ChannelError::Corrupt(Corruption::new(format!(
                     "{}; the consumers' lock is busy, so nothing was dropped yet",
                     corrupt.0
-                ))
+                )))
                 .into(),
             ),
         }

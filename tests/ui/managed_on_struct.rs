@@ -1,0 +1,6 @@
+#[multiproc::managed]
+struct Counter {
+    total: u64,
+}
+
+fn main() {}
