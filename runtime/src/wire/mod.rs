@@ -2,6 +2,7 @@
 //! over stream sockets with descriptors attached, and the descriptor courier.
 //! Uses only [`os`](crate::os).
 
+mod bounded;
 pub(crate) mod codec;
 pub(crate) mod courier;
 pub(crate) mod error;
