@@ -205,18 +205,57 @@ impl FrameReader {
             Ok(read) => read,
             Err(e) => return Err(FrameError::Io(e)),
         };
+        self.received(start, n, fds, truncated)?;
+        Ok(n)
+    }
+
+    /// Takes in a read of `n` bytes at `buf[start..]`, with the descriptors that came
+    /// with them (`truncated` if the kernel cut some off).
+    fn received(
+        &mut self,
+        start: usize,
+        n: usize,
+        fds: Vec<OwnedFd>,
+        truncated: bool,
+    ) -> Result<(), CodecError> {
         self.filled = start + n;
         if truncated {
             return Err(CodecError::new(
                 CodecErrorKind::Oversized,
                 "descriptors were cut off: more than one message can carry",
-            )
-            .into());
+            ));
         }
         if !fds.is_empty() {
             self.attach(start, fds)?;
         }
+        Ok(())
+    }
+
+    /// What [`fill`](Self::fill) does, with `bytes` and `fds` standing for what the
+    /// kernel would deliver: takes as many of `bytes` as one read would ask for, and
+    /// returns how many it took. For fuzzing the reader without a socket.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn feed(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<usize, CodecError> {
+        let n = self.want().min(bytes.len());
+        let start = self.filled;
+        if self.buf.len() < start + self.want() {
+            self.buf.resize(start + self.want(), 0);
+        }
+        self.buf[start..start + n].copy_from_slice(&bytes[..n]);
+        self.received(start, n, fds, false)?;
         Ok(n)
+    }
+
+    /// How many bytes the next read asks for. For fuzzing.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn wanted(&self) -> usize {
+        self.want()
+    }
+
+    /// The bytes the reader holds, taken or not: what it has allocated for frames.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffer_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// Files `fds`, received with the bytes from `buf[from..]`, under the last frame
