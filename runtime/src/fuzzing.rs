@@ -10,10 +10,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Debug;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::ring::{self, Ring, RingControl, Word};
 use crate::os::shm::SharedRegion;
 use crate::process::bootstrap::Bootstrap;
 use crate::process::child::Report;
@@ -479,6 +481,118 @@ pub fn courier(data: &[u8]) {
     assert_eq!(open_descriptors(), before, "descriptors leaked");
 }
 
+/// Records of a shared-memory ring ([`Ring::header`], [`Ring::read_payload`]), the
+/// data path of queues and connections, whose memory every holder can write.
+///
+/// The first byte picks a genuine ring or a hostile one. A genuine ring is written
+/// by [`Ring::write`] with payloads from the input and read back: every record must
+/// come back whole and in order. A hostile ring has its words and data area taken
+/// from the input: reading it must stop at an error or the end, never reading out of
+/// bounds (AddressSanitizer watches the copies) nor returning a payload longer than
+/// the ring.
+pub fn ring(data: &[u8]) {
+    const SIZE: usize = 4096;
+    let mut input = Input(data);
+    let genuine = input.byte() & 1 == 0;
+    let ctl = RingControl::default();
+    let mut area = vec![0u8; SIZE];
+    if !genuine {
+        ctl.head.word.store(input.u64(), Ordering::Relaxed);
+        ctl.tail.word.store(input.u64(), Ordering::Relaxed);
+        let bytes = input.bytes(SIZE);
+        area[..bytes.len()].copy_from_slice(bytes);
+    }
+    // SAFETY: `area` is SIZE bytes, a power of two within the bounds, and outlives
+    // `ring`; this thread alone uses it.
+    let ring = unsafe { Ring::new(&ctl, area.as_mut_ptr(), SIZE) };
+    let mut expected = VecDeque::new();
+    let mut out = Vec::new();
+    let mut head = Word(ctl.head.word.load(Ordering::Relaxed));
+    // Each round writes what fits (genuine) and reads one record: enough rounds to
+    // write every record of the input and read them all.
+    for _ in 0..data.len() + SIZE / 16 + 2 {
+        if genuine {
+            while !input.is_empty() {
+                let len = usize::from(input.byte()) * 7;
+                let Some(need) = ring::record_bytes(len) else {
+                    break;
+                };
+                let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
+                if ring.free(tail, need).expect("a genuine ring") < need {
+                    break;
+                }
+                let payload: Vec<u8> = (0..len).map(|i| (i as u8) ^ input.0.len() as u8).collect();
+                let seq = u64::from(tail.count());
+                ring.publish(ring.write(tail, 1, seq, &payload));
+                expected.push_back((seq, payload));
+            }
+        }
+        let tail = ring.tail(head);
+        match ring.header(head, tail, |k| k == 1) {
+            Ok(Some(header)) => {
+                out.clear();
+                ring.read_payload(head, &header, &mut out);
+                assert_eq!(out.len(), header.len as usize);
+                assert!(out.len() <= SIZE);
+                if genuine {
+                    let (seq, payload) = expected.pop_front().expect("a record was written");
+                    assert_eq!((header.seq, &out), (seq, &payload));
+                }
+                head = Ring::after(head, &header);
+                ring.release(head);
+            }
+            Ok(None) if genuine && !input.is_empty() => {}
+            Ok(None) => break,
+            Err(corrupt) => {
+                assert!(!genuine, "a genuine ring is corrupt: {}", corrupt.0);
+                break;
+            }
+        }
+    }
+    if genuine && input.is_empty() {
+        assert!(
+            expected.is_empty(),
+            "{} records never came back",
+            expected.len()
+        );
+    }
+}
+
+/// Messages of a [`Connection`](crate::Connection) (frames on its socket: a sequence
+/// number, then the encoded value), written by a peer that writes anything into the
+/// socket and closes its end, received through the public API. The first byte picks
+/// typed or byte receives. Receiving must end, after the messages the bytes hold, in
+/// an error or the end of the stream, never in a panic or a hang.
+pub fn connection(data: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
+    let (ours, theirs) = crate::Pipe::<Vec<Option<String>>>::new().expect("a pipe");
+    let mut sock = std::os::unix::net::UnixStream::from(
+        ours.as_fd()
+            .try_clone_to_owned()
+            .expect("the socket duplicates"),
+    );
+    // A small input fits the socket's buffer: written whole, without waiting.
+    sock.write_all(bytes).expect("the socket takes the input");
+    drop((sock, ours));
+    // Every message takes at least a header and a sequence number: 12 bytes.
+    for _ in 0..=bytes.len() / 12 {
+        let got = if mode & 1 == 0 {
+            theirs.recv().is_ok()
+        } else {
+            theirs.recv_bytes().is_ok()
+        };
+        if !got {
+            return;
+        }
+    }
+    panic!("more messages received than the bytes can hold");
+}
+
 /// A small seed corpus: `(target, name, input)`, valid inputs of each target that
 /// reach its decoder's successful paths (written to `fuzz/corpus/` by
 /// `fuzz/examples/seeds.rs`).
@@ -588,7 +702,9 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     seeds.push(("codec_fds", "region", [vec![8 | 4], encoded.bytes].concat()));
 
     // The bootstrap record, in one read and in reads of 12 bytes.
-    let boot = Bootstrap::new("fuzz::worker", "Process-1", &[1, 2], false);
+    let mut boot = Bootstrap::new("fuzz::worker", "Process-1", &[1, 2], false);
+    // The same seed on every machine.
+    (boot.parent_pid, boot.parent_name, boot.log_level) = (1, "MainProcess".into(), None);
     let record = codec::encode_record(&boot).expect("encodes");
     let header = codec::frame_header(record.len()).expect("a small frame");
     let framed = [&header[..], &record].concat();
@@ -634,6 +750,34 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     script.extend([7]);
     script.extend((1000u64 + 9).to_le_bytes()); // taken by its full number
     seeds.push(("courier", "script", script));
+
+    // A ring written genuinely (records of 0 to 1785 bytes, wrapping around); a
+    // hostile ring holding one valid record of "hello" (kind 1, number 0).
+    seeds.push((
+        "ring",
+        "genuine",
+        vec![0, 3, 0, 40, 255, 100, 200, 7, 1, 30, 90],
+    ));
+    let mut hostile = vec![1];
+    hostile.extend(0u64.to_le_bytes());
+    hostile.extend(Word::new(1, 32).0.to_le_bytes());
+    hostile.extend(5u32.to_le_bytes());
+    hostile.extend(1u32.to_le_bytes());
+    hostile.extend(0u64.to_le_bytes());
+    hostile.extend(b"hello");
+    seeds.push(("ring", "hostile", hostile));
+
+    // A connection's frames: two typed messages (numbers 0 and 1), a doorbell; the
+    // same as bytes.
+    let mut frames = Vec::new();
+    for (seq, value) in [(0u64, vec![Some("a".to_owned()), None]), (1, vec![])] {
+        let body = [&seq.to_le_bytes()[..], &encode(&value)].concat();
+        frames.extend(codec::frame_header(body.len()).expect("small"));
+        frames.extend(body);
+    }
+    frames.extend(codec::frame_header(0).expect("small"));
+    seeds.push(("connection", "typed", [vec![0], frames.clone()].concat()));
+    seeds.push(("connection", "bytes", [vec![1], frames].concat()));
     seeds
 }
 
