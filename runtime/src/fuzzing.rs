@@ -150,7 +150,7 @@ fn deliver(
     (frames, None)
 }
 
-/// Frames from a stream socket ([`FrameReader`]).
+/// Frames from a stream socket (`FrameReader`).
 ///
 /// The first byte chooses a genuine stream or a hostile one, and an exact reader or
 /// not. A genuine stream is a list of frames, each sent as `send_frame` sends it (one
@@ -301,7 +301,7 @@ fn round_trip<T: Serialize + DeserializeOwned + Debug>(
     }
 }
 
-/// The codec's records ([`codec::decode_record`]): the first byte picks a type.
+/// The codec's records (`codec::decode_record`): the first byte picks a type.
 pub fn codec_record(data: &[u8]) {
     let Some((&which, bytes)) = data.split_first() else {
         return;
@@ -320,7 +320,7 @@ pub fn codec_record(data: &[u8]) {
     }
 }
 
-/// Values with descriptors ([`codec::decode`]): the first byte's low bits give how
+/// Values with descriptors (`codec::decode`): the first byte's low bits give how
 /// many descriptors come with the bytes; one of them is a 4096-byte shared memory
 /// region. Every descriptor must end up in the value or closed.
 pub fn codec_fds(data: &[u8]) {
@@ -373,7 +373,7 @@ pub fn bootstrap(data: &[u8]) {
     assert_eq!(codec::encode_record(&again).ok(), Some(encoded));
 }
 
-/// The report a child sends its parent ([`Report::parse`]).
+/// The report a child sends its parent (`Report::parse`).
 pub fn report(data: &[u8]) {
     let parsed = Report::parse(Frame {
         bytes: data.to_vec(),
@@ -397,7 +397,7 @@ pub fn report(data: &[u8]) {
     }
 }
 
-/// The descriptor courier of a queue ([`Courier::take`]), against a model of what it
+/// The descriptor courier of a queue (`Courier::take`), against a model of what it
 /// promises: batches come out in order; a batch older than the one wanted, or a packet
 /// no multiproc process sent, is dropped on the way; a batch ahead (by at most 2^32)
 /// stays for its own record and the wanted one is lost.
@@ -481,11 +481,11 @@ pub fn courier(data: &[u8]) {
     assert_eq!(open_descriptors(), before, "descriptors leaked");
 }
 
-/// Records of a shared-memory ring ([`Ring::header`], [`Ring::read_payload`]), the
+/// Records of a shared-memory ring (`Ring::header`, `Ring::read_payload`), the
 /// data path of queues and connections, whose memory every holder can write.
 ///
 /// The first byte picks a genuine ring or a hostile one. A genuine ring is written
-/// by [`Ring::write`] with payloads from the input and read back: every record must
+/// by `Ring::write` with payloads from the input and read back: every record must
 /// come back whole and in order. A hostile ring has its words and data area taken
 /// from the input: reading it must stop at an error or the end, never reading out of
 /// bounds (AddressSanitizer watches the copies) nor returning a payload longer than
@@ -558,7 +558,7 @@ pub fn ring(data: &[u8]) {
     }
 }
 
-/// Messages of a [`Connection`](crate::Connection) (frames on its socket: a sequence
+/// Messages of a `Connection` (frames on its socket: a sequence
 /// number, then the encoded value), written by a peer that writes anything into the
 /// socket and closes its end, received through the public API. The first byte picks
 /// typed or byte receives. Receiving must end, after the messages the bytes hold, in

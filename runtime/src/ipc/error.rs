@@ -6,9 +6,10 @@ use std::fmt;
 ///
 /// The operations themselves return narrower types (such as
 /// [`TryPutError`](crate::TryPutError) or [`RecvError`](crate::RecvError)) that give
-/// back the value that was not sent; they convert into [`Error::Channel`] with this
-/// inside, so that `?` works in a function returning [`Result`]. Where Python's
-/// `multiprocessing` raises for the same case, the message follows Python's.
+/// back the value that was not sent; they convert into
+/// [`Error::Channel`](crate::Error::Channel) with this inside, so that `?` works in a
+/// function returning [`Result`]. Where Python's `multiprocessing` raises for the same
+/// case, the message follows Python's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelError {
