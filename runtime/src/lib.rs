@@ -34,6 +34,10 @@ mod wire;
 
 mod error;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[doc(hidden)]
 pub mod __private {
     //! Not public API; used by generated code.

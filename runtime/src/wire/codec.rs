@@ -2,9 +2,10 @@
 //!
 //! Values are encoded with bincode 2 (its serde support, standard configuration).
 //! Messages on a stream are framed as a 4-byte little-endian length followed by that
-//! many bytes (see `transport`). Nothing here trusts its input: every decode is bounded
-//! by [`MAX_MESSAGE_LEN`], a length above it is refused before anything is allocated,
-//! and a value must use every byte of its message.
+//! many bytes (see `frames`). Nothing here trusts its input: an input above
+//! [`MAX_MESSAGE_LEN`] is refused before anything is allocated, no allocation made while
+//! decoding exceeds what the input can hold (see `bounded`), and a value must use every
+//! byte of its message.
 //!
 //! # Descriptors inside values
 //!
@@ -23,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) use crate::os::fd::PortableFd;
+use crate::wire::bounded::BoundedSeed;
 use crate::wire::error::{CodecError, CodecErrorKind};
 
 /// The largest message multiproc encodes or accepts: 1 GiB.
@@ -36,8 +38,12 @@ pub const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// Bytes in a frame header.
 pub(crate) const HEADER_LEN: usize = 4;
 
+/// The encoding's configuration. No byte limit: bincode's counts each integer at its
+/// full width rather than its varint length, so it would refuse some genuine messages
+/// below [`MAX_MESSAGE_LEN`]; the input's length is checked instead, and allocations
+/// are bounded by it.
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_MESSAGE_LEN>()
+    bincode::config::standard()
 }
 
 /// The most descriptors one message can carry (the kernel's `SCM_MAX_FD`).
@@ -146,8 +152,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// Decodes one of multiproc's own records (or a value without handles).
 pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     check_len(bytes.len())?;
+    let seed = BoundedSeed::<T>::new(bytes.len());
     let (value, used) =
-        bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| match e {
+        bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(|e| match e {
             bincode::error::DecodeError::UnexpectedEnd { .. } => CodecError::new(
                 CodecErrorKind::Truncated,
                 format!(

@@ -103,6 +103,29 @@ impl Courier {
         }
     }
 
+    /// Sends `bytes` as one packet with `fds` attached, whatever they are: what a
+    /// hostile holder of the courier can do. For fuzzing.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn inject(&self, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        loop {
+            match sendmsg::<()>(
+                self.tx.as_raw_fd(),
+                &[IoSlice::new(bytes)],
+                cmsgs,
+                flags,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// The descriptor to wait on (for `POLLOUT`) when [`send`](Self::send) would block.
     pub(crate) fn send_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.tx.as_fd()
@@ -144,8 +167,13 @@ impl Courier {
                 None,
                 MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
             ) {
-                Ok(msg) if msg.bytes == 8 => break,
-                Ok(msg) if msg.bytes == 0 => return Ok(Peek::Empty),
+                // A longer packet fills the 8 bytes too: the kernel says it cut it.
+                Ok(msg) if msg.bytes == 8 && !msg.flags.contains(MsgFlags::MSG_TRUNC) => {
+                    break;
+                }
+                // Not the end of the stream: this process holds a sending end itself.
+                // An empty packet is garbage like any other of the wrong size; taken
+                // for an empty courier, it would stop every batch behind it.
                 Ok(_) => return Ok(Peek::Garbage),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Ok(Peek::Empty),
@@ -229,6 +257,45 @@ mod tests {
         c.send(u64::MAX / 2, &[pipe_fd()]).unwrap();
         c.send(7, &[pipe_fd()]).unwrap();
         match c.take(7).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_packet_does_not_block_the_batches_behind_it() {
+        // Found by the courier fuzz target: an empty packet was taken for an empty
+        // courier, so every later batch was reported lost.
+        let c = Courier::new().unwrap();
+        let fd = pipe_fd();
+        sendmsg::<()>(
+            c.tx.as_raw_fd(),
+            &[IoSlice::new(&[])],
+            &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::send(c.tx.as_raw_fd(), &[], MsgFlags::MSG_DONTWAIT).unwrap();
+        c.send(3, &[pipe_fd(), pipe_fd()]).unwrap();
+        match c.take(3).unwrap() {
+            Taken::Batch(fds) => assert_eq!(fds.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.take(4).unwrap(), Taken::Lost));
+    }
+
+    #[test]
+    fn a_longer_packet_is_not_a_batch() {
+        // Found by the courier fuzz target: the first 8 bytes of a longer packet were
+        // read as a batch's number, so a forged packet could pose as a batch.
+        let c = Courier::new().unwrap();
+        let mut forged = 5u64.to_le_bytes().to_vec();
+        forged.extend_from_slice(b"more");
+        nix::sys::socket::send(c.tx.as_raw_fd(), &forged, MsgFlags::MSG_DONTWAIT).unwrap();
+        assert!(matches!(c.take(5).unwrap(), Taken::Lost));
+        c.send(5, &[pipe_fd()]).unwrap();
+        match c.take(5).unwrap() {
             Taken::Batch(fds) => assert_eq!(fds.len(), 1),
             other => panic!("{other:?}"),
         }

@@ -9,7 +9,9 @@
 //!
 //! Nothing here trusts the peer: a length above the limit, descriptors arriving in the
 //! middle of a frame, or descriptors cut off by the kernel are errors, and the buffer
-//! grows only with bytes that really arrived (at most 16 MiB per read).
+//! grows only with bytes that really arrived: one read asks for at most as many bytes
+//! as are already held (at least 64 KiB, at most 16 MiB), so a header that announces
+//! 1 GiB makes the reader allocate 64 KiB, not what it claims.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -203,18 +205,57 @@ impl FrameReader {
             Ok(read) => read,
             Err(e) => return Err(FrameError::Io(e)),
         };
+        self.received(start, n, fds, truncated)?;
+        Ok(n)
+    }
+
+    /// Takes in a read of `n` bytes at `buf[start..]`, with the descriptors that came
+    /// with them (`truncated` if the kernel cut some off).
+    fn received(
+        &mut self,
+        start: usize,
+        n: usize,
+        fds: Vec<OwnedFd>,
+        truncated: bool,
+    ) -> Result<(), CodecError> {
         self.filled = start + n;
         if truncated {
             return Err(CodecError::new(
                 CodecErrorKind::Oversized,
                 "descriptors were cut off: more than one message can carry",
-            )
-            .into());
+            ));
         }
         if !fds.is_empty() {
             self.attach(start, fds)?;
         }
+        Ok(())
+    }
+
+    /// What [`fill`](Self::fill) does, with `bytes` and `fds` standing for what the
+    /// kernel would deliver: takes as many of `bytes` as one read would ask for, and
+    /// returns how many it took. For fuzzing the reader without a socket.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn feed(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<usize, CodecError> {
+        let n = self.want().min(bytes.len());
+        let start = self.filled;
+        if self.buf.len() < start + self.want() {
+            self.buf.resize(start + self.want(), 0);
+        }
+        self.buf[start..start + n].copy_from_slice(&bytes[..n]);
+        self.received(start, n, fds, false)?;
         Ok(n)
+    }
+
+    /// How many bytes the next read asks for. For fuzzing.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn wanted(&self) -> usize {
+        self.want()
+    }
+
+    /// The bytes the reader holds, taken or not: what it has allocated for frames.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffer_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// Files `fds`, received with the bytes from `buf[from..]`, under the last frame
@@ -244,7 +285,7 @@ impl FrameReader {
     }
 
     /// How many bytes to read next: the rest of the frame in progress, at least a page
-    /// and at most 16 MiB.
+    /// (unless exact) and at most [`FrameReader::room`].
     fn want(&self) -> usize {
         let needed = match self.data().first_chunk::<HEADER_LEN>() {
             Some(header) => {
@@ -253,11 +294,19 @@ impl FrameReader {
             None if self.exact => HEADER_LEN - self.filled,
             None => 0,
         };
+        let room = self.room();
         if self.exact {
             // Zero only if a whole frame waits to be taken, which callers take first.
-            return needed.clamp(1, 16 << 20);
+            return needed.clamp(1, room);
         }
-        needed.clamp(4096, 16 << 20)
+        needed.clamp(4096, room)
+    }
+
+    /// The most one read may add: as many bytes as are already held, at least 64 KiB
+    /// and at most 16 MiB. The buffer thus grows with what the peer really sent (it at
+    /// most doubles per read), not with the length a header claims.
+    fn room(&self) -> usize {
+        self.filled.clamp(64 << 10, 16 << 20)
     }
 
     /// Takes the next whole frame, if one has arrived.
@@ -397,6 +446,33 @@ mod tests {
             Err(FrameError::Codec(e)) => assert_eq!(e.kind(), CodecErrorKind::Oversized),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_claimed_length_does_not_size_the_buffer() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        // A header announcing 512 MiB, then 10 bytes of it.
+        a.write_all(&(512u32 << 20).to_le_bytes()).unwrap();
+        a.write_all(b"0123456789").unwrap();
+        for mut reader in [FrameReader::default(), FrameReader::exact()] {
+            while reader.pending() < 14 {
+                reader.fill(b.as_fd()).unwrap();
+                assert!(reader.buf.len() <= 128 << 10, "{} bytes", reader.buf.len());
+            }
+            assert!(reader.next_frame().unwrap().is_none());
+            // Later bytes go to a second reader: put them back for it.
+            a.write_all(&(512u32 << 20).to_le_bytes()).unwrap();
+            a.write_all(b"0123456789").unwrap();
+        }
+        // Growing by what arrived still gets a large frame across.
+        let (a, b) = UnixStream::pair().unwrap();
+        let big = vec![5u8; 5 << 20];
+        let writer = std::thread::spawn(move || send_frame(a.as_fd(), &[&big], &[]).unwrap());
+        let mut reader = FrameReader::default();
+        let frame = reader.read_frame(b.as_fd(), None).unwrap().unwrap();
+        writer.join().unwrap();
+        assert_eq!(frame.bytes.len(), 5 << 20);
+        assert!(frame.bytes.iter().all(|&x| x == 5));
     }
 
     #[test]

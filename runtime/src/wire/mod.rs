@@ -3,6 +3,7 @@
 //! Uses only [`os`](crate::os).
 
 pub(crate) mod auth;
+mod bounded;
 pub(crate) mod codec;
 pub(crate) mod courier;
 pub(crate) mod error;
