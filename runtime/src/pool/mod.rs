@@ -278,8 +278,7 @@ impl Pool {
         self.shared.lazy_start()?;
         // Item by item (a one-element `Vec` each), so that an argument that cannot be
         // encoded fails its own item only.
-        let input: imap::Input<'a> =
-            Box::new(items.map(|a| encode_args(std::slice::from_ref(&a))));
+        let input: imap::Input<'a> = Box::new(items.map(|a| encode_args(std::slice::from_ref(&a))));
         let window = IMAP_WINDOW_PER_WORKER * self.processes() * chunksize;
         Ok(Imap::new(
             self.shared.clone(),

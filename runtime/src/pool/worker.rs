@@ -160,9 +160,7 @@ fn run_piece(entry: Result<&'static Entry, &str>, piece: Item) -> PieceResult {
     let frame = match frame_of(piece) {
         Ok(frame) => frame,
         Err(e) => {
-            return PieceResult::All(Status::Failed(format!(
-                "cannot receive the arguments: {e}"
-            )));
+            return PieceResult::All(Status::Failed(format!("cannot receive the arguments: {e}")));
         }
     };
     let mut guard = |call: &mut dyn FnMut()| run_guarded(call);
@@ -373,17 +371,12 @@ fn work(args: &WorkerArgs, word: &AtomicU64, outbox: &Outbox) {
             };
             word.store((id << 1) | RUNNING, Ordering::Release);
             let start = Instant::now();
-            let pieces: Vec<PieceResult> =
-                items.into_iter().map(|i| run_piece(entry, i)).collect();
+            let pieces: Vec<PieceResult> = items.into_iter().map(|i| run_piece(entry, i)).collect();
             let now = Instant::now();
             word.store(id << 1, Ordering::Release);
             let nanos = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
             done += 1;
-            if !outbox.push(TaskResult {
-                id,
-                nanos,
-                pieces,
-            }) {
+            if !outbox.push(TaskResult { id, nanos, pieces }) {
                 return;
             }
             if args.maxtasks == Some(done) {

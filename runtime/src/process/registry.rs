@@ -79,7 +79,8 @@ fn run_worker<W: Worker>(args: Frame) -> Outcome {
 
 /// Runs one call: `Err((message, location))` if it panicked. The pool's worker
 /// provides it (it owns the panic hook that records the message).
-pub(crate) type Guard<'a> = &'a mut dyn FnMut(&mut dyn FnMut()) -> Result<(), (String, Option<String>)>;
+pub(crate) type Guard<'a> =
+    &'a mut dyn FnMut(&mut dyn FnMut()) -> Result<(), (String, Option<String>)>;
 
 /// How one item of a chunk ended.
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,7 +137,9 @@ fn run_chunk<W: Worker>(args: Frame, guard: Guard<'_>) -> Result<ChunkOutcome, S
                 let Some(value) = values.next() else { break };
                 match codec::encode(&value) {
                     Ok(_) => kept.push(value),
-                    Err(e) => *status = Status::Failed(format!("cannot send the return value: {e}")),
+                    Err(e) => {
+                        *status = Status::Failed(format!("cannot send the return value: {e}"))
+                    }
                 }
             }
             codec::encode(&kept).map_err(|e| format!("cannot send the return values: {e}"))?
@@ -183,5 +186,71 @@ pub(crate) fn lookup(key: &str) -> Result<&'static Entry, RegistryError> {
             places.sort();
             Err(RegistryError::Duplicate(key.to_owned(), places))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{self, AssertUnwindSafe};
+
+    use super::*;
+    use crate::process::worker::Failure;
+
+    /// Panics at 3, fails at 5, squares the rest.
+    struct Picky;
+
+    impl Worker for Picky {
+        type Args = (u64,);
+        type Output = u64;
+        const KEY: &'static str = "registry::tests::picky";
+
+        fn call((x,): (u64,)) -> Result<u64, Failure> {
+            match x {
+                3 => panic!("bad 3"),
+                5 => Err(Failure::new("bad 5")),
+                x => Ok(x * x),
+            }
+        }
+    }
+
+    fn guard(call: &mut dyn FnMut()) -> Result<(), (String, Option<String>)> {
+        panic::catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map_or_else(String::new, |s| (*s).to_owned());
+            (message, None)
+        })
+    }
+
+    #[test]
+    fn a_chunk_runs_every_item_and_fails_only_the_bad_ones() {
+        let entry = Entry::new::<Picky>(file!(), line!());
+        let args: Vec<(u64,)> = (0..8).map(|x| (x,)).collect();
+        let encoded = codec::encode(&args).unwrap();
+        let frame = Frame {
+            bytes: encoded.bytes,
+            fds: encoded.fds,
+        };
+        let out = entry.run_chunk(frame, &mut guard).unwrap();
+        assert_eq!(out.statuses.len(), 8);
+        assert!(matches!(&out.statuses[3], Status::Panic { message, .. } if message == "bad 3"));
+        assert!(matches!(&out.statuses[5], Status::Failed(m) if m.contains("bad 5")));
+        let ok: Vec<usize> = (0..8)
+            .filter(|&i| matches!(out.statuses[i], Status::Value))
+            .collect();
+        assert_eq!(ok, [0, 1, 2, 4, 6, 7]);
+        let values: Vec<u64> = codec::decode(&out.values.bytes, out.values.fds).unwrap();
+        assert_eq!(values, [0, 1, 4, 16, 36, 49]);
+    }
+
+    #[test]
+    fn a_chunk_whose_arguments_cannot_be_read_fails_as_a_whole() {
+        let entry = Entry::new::<Picky>(file!(), line!());
+        let frame = Frame {
+            bytes: vec![0xff; 3],
+            fds: Vec::new(),
+        };
+        let e = entry.run_chunk(frame, &mut guard).unwrap_err();
+        assert!(e.starts_with("cannot decode the arguments"), "{e}");
     }
 }
