@@ -29,10 +29,10 @@ use crate::ipc::wait::{Waitable, wait};
 use crate::os::fd::PortableFd;
 use crate::os::sys;
 use crate::pool::error::{Lost, PoolError, TaskError};
-use crate::pool::job::{ItemResult, Job};
+use crate::pool::job::{ItemResult, Job, Value};
 use crate::pool::link::{Link, LocalLink, LocalSetup, SendFail};
 use crate::pool::message::{
-    Bytes, FromWorker, Item, Outcome, Packet, TaskRef, TaskResult, ToWorkerRef,
+    Bytes, FromWorker, Item, Packet, PieceResult, Status, TaskRef, TaskResult, ToWorkerRef,
 };
 use crate::pool::worker::RUNNING;
 use crate::process::handle::Sentinel;
@@ -62,18 +62,32 @@ pub(crate) enum Phase {
     Stopped,
 }
 
-/// One task: one chunk of argument tuples for one worker type.
+/// One task: one chunk of argument tuples for one worker type, in pieces (each an
+/// encoded `Vec` of argument tuples).
 pub(crate) struct Task {
     id: u64,
     key: u32,
     items: Vec<Item>,
+    /// How many argument tuples each piece holds.
+    lens: Vec<usize>,
+    /// How many in all.
+    len: usize,
     job: Arc<Job>,
     index: usize,
 }
 
 impl Task {
     fn fail(self, error: &TaskError) {
-        self.job.fail(self.index, self.items.len(), error);
+        self.job.fail(self.index, self.len, error);
+    }
+}
+
+/// An item's result from its status.
+fn item_error(status: Status) -> TaskError {
+    match status {
+        Status::Panic { message, location } => TaskError::panic(message, location),
+        Status::Failed(message) => TaskError::failed(message),
+        Status::Value => TaskError::failed("the worker sent no value for this item".to_owned()),
     }
 }
 
@@ -195,12 +209,13 @@ impl Shared {
         }
     }
 
-    /// Queues the chunks of one submission for `key`, items numbered from `index`.
-    /// `lazy`: from an open `imap`, which may go on after `close`.
+    /// Queues the chunks of one submission for `key`, items numbered from `index`:
+    /// one task per chunk, each of pieces (an encoded `Vec` of argument tuples, and
+    /// how many it holds). `lazy`: from an open `imap`, which may go on after `close`.
     pub(crate) fn submit(
         &self,
         key: &'static str,
-        chunks: Vec<Vec<Item>>,
+        chunks: Vec<Vec<(Item, usize)>>,
         job: &Arc<Job>,
         index: usize,
         lazy: bool,
@@ -218,12 +233,15 @@ impl Shared {
             }
         };
         let mut index = index;
-        for items in chunks {
-            let n = items.len();
+        for pieces in chunks {
+            let (items, lens): (Vec<Item>, Vec<usize>) = pieces.into_iter().unzip();
+            let n = lens.iter().sum();
             let task = Task {
                 id: st.next_id,
                 key,
                 items,
+                lens,
+                len: n,
                 job: job.clone(),
                 index,
             };
@@ -449,23 +467,38 @@ impl Shared {
             } else {
                 (nanos * 0.9 + sample * 0.1).max(1.0)
             };
-            let n = task.items.len();
-            let mut outcomes: Vec<ItemResult> = result
-                .outcomes
-                .into_iter()
-                .take(n)
-                .map(|o| match o {
-                    Outcome::Value(item) => Ok(item),
-                    Outcome::Panic { message, location } => {
-                        Err(TaskError::panic(message, location))
+            let mut outcomes: Vec<ItemResult> = Vec::with_capacity(task.len);
+            let mut pieces = result.pieces.into_iter();
+            for &n in &task.lens {
+                let start = outcomes.len();
+                match pieces.next() {
+                    Some(PieceResult::Done { statuses, values }) => {
+                        let blob = Arc::new(values);
+                        let mut k = 0;
+                        for status in statuses.into_iter().take(n) {
+                            outcomes.push(match status {
+                                Status::Value => {
+                                    k += 1;
+                                    Ok(Value {
+                                        blob: blob.clone(),
+                                        k: k - 1,
+                                    })
+                                }
+                                status => Err(item_error(status)),
+                            });
+                        }
                     }
-                    Outcome::Failed(message) => Err(TaskError::failed(message)),
-                })
-                .collect();
-            while outcomes.len() < n {
-                outcomes.push(Err(TaskError::failed(
-                    "the worker sent no outcome for this item".to_owned(),
-                )));
+                    Some(PieceResult::All(status)) => {
+                        let error = item_error(status);
+                        outcomes.extend((0..n).map(|_| Err(error.clone())));
+                    }
+                    None => {}
+                }
+                while outcomes.len() < start + n {
+                    outcomes.push(Err(TaskError::failed(
+                        "the worker sent no outcome for this item".to_owned(),
+                    )));
+                }
             }
             task.job.deliver(task.index, outcomes);
         }

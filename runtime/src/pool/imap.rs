@@ -47,7 +47,7 @@ pub struct Imap<'a, R> {
     _output: PhantomData<fn() -> R>,
 }
 
-/// The input of an [`Imap`], each item encoded as it is read.
+/// The input of an [`Imap`], each item encoded as it is read (as a one-element `Vec`).
 pub(crate) type Input<'a> = Box<dyn Iterator<Item = std::result::Result<Item, CodecError>> + 'a>;
 
 impl<'a, R> Imap<'a, R> {
@@ -90,7 +90,7 @@ impl<'a, R> Imap<'a, R> {
             let mut failures = Vec::new();
             for item in input.by_ref().take(self.chunksize) {
                 match item {
-                    Ok(item) => chunk.push(item),
+                    Ok(item) => chunk.push((item, 1)),
                     // An argument that cannot be encoded fails its own item only.
                     Err(e) => failures.push((chunk.len() + failures.len(), e)),
                 }

@@ -11,6 +11,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::os::fd::PortableFd;
+pub(crate) use crate::process::registry::Status;
 use crate::wire::codec::Encoded;
 
 /// Bytes that serialize as one run (a length and a copy), not element by element.
@@ -107,7 +108,9 @@ pub(crate) enum ToWorkerRef<'a> {
     },
 }
 
-/// One task: a worker key and one or more argument tuples (a chunk).
+/// One task: a worker key and its pieces, each an encoded `Vec` of argument tuples
+/// (one piece for a chunk of `map`; one per item for `imap`, which encodes its input
+/// item by item).
 #[derive(Debug, Deserialize)]
 pub(crate) struct TaskMsg {
     pub(crate) id: u64,
@@ -138,16 +141,15 @@ pub(crate) struct TaskResult {
     pub(crate) id: u64,
     /// How long the task ran, for the pool's estimate of task length.
     pub(crate) nanos: u64,
-    pub(crate) outcomes: Vec<Outcome>,
+    /// One per piece of the task's arguments, in order.
+    pub(crate) pieces: Vec<PieceResult>,
 }
 
-/// The outcome of one item of a task.
+/// The outcome of one piece of a task (an encoded run of argument tuples).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Outcome {
-    Value(Item),
-    Panic {
-        message: String,
-        location: Option<String>,
-    },
-    Failed(String),
+pub(crate) enum PieceResult {
+    /// Each item's status, and the values of those that returned one, as one value.
+    Done { statuses: Vec<Status>, values: Item },
+    /// Every item of the piece ended so (its arguments could not be read, ...).
+    All(Status),
 }

@@ -58,7 +58,7 @@ mod private {
     impl<A> Sealed for (A,) {}
 }
 
-fn encode_args<T: Serialize>(args: &T) -> std::result::Result<Item, CodecError> {
+fn encode_args<T: Serialize + ?Sized>(args: &T) -> std::result::Result<Item, CodecError> {
     codec::encode(args).map(Item::from_encoded)
 }
 
@@ -174,24 +174,17 @@ impl Pool {
             return Err(Error::Pool(PoolError::ChunkSize));
         }
         self.check_running()?;
-        let mut items = Vec::new();
-        for a in args {
-            items.push(encode_args(&a)?);
-        }
-        let n = items.len();
+        let args: Vec<W::Args> = args.into_iter().collect();
+        let n = args.len();
         let job = Job::new(n, false);
         if n == 0 {
             return Ok(job);
         }
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, self.processes()));
+        // A chunk's arguments travel as one encoded `Vec`, and its values come back so.
         let mut chunks = Vec::with_capacity(n.div_ceil(chunksize));
-        let mut items = items.into_iter();
-        loop {
-            let chunk: Vec<Item> = items.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push(chunk);
+        for chunk in args.chunks(chunksize) {
+            chunks.push(vec![(encode_args(chunk)?, chunk.len())]);
         }
         self.shared.submit(W::KEY, chunks, &job, 0, false)?;
         Ok(job)
@@ -283,7 +276,9 @@ impl Pool {
             return Err(Error::Pool(PoolError::ChunkSize));
         }
         self.shared.lazy_start()?;
-        let input: imap::Input<'a> = Box::new(items.map(|a| encode_args(&a)));
+        // Item by item (a one-element `Vec` each), so that an argument that cannot be
+        // encoded fails its own item only.
+        let input: imap::Input<'a> = Box::new(items.map(|a| encode_args(std::slice::from_ref(&a))));
         let window = IMAP_WINDOW_PER_WORKER * self.processes() * chunksize;
         Ok(Imap::new(
             self.shared.clone(),

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::ipc::queue::{Queue, TryGetError};
-use crate::pool::message::{FromWorker, Item, Outcome, Packet, TaskMsg, TaskResult, ToWorker};
+use crate::pool::message::{
+    FromWorker, Item, Packet, PieceResult, Status, TaskMsg, TaskResult, ToWorker,
+};
 use crate::process::registry::{self, Entry, Outcome as EntryOutcome};
 use crate::process::worker::{Failure, Worker};
 use crate::sync::RawArray;
@@ -113,9 +115,10 @@ fn install_panic_hook() {
 /// the worker process exits as asked.
 fn run_guarded<T>(f: impl FnOnce() -> T) -> Result<T, (String, Option<String>)> {
     CAUGHT.with(|c| c.borrow_mut().take());
-    IN_TASK.with(|t| t.set(true));
+    // Guards nest (each item of a chunk inside the chunk's): restore, not clear.
+    let outer = IN_TASK.with(|t| t.replace(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
-    IN_TASK.with(|t| t.set(false));
+    IN_TASK.with(|t| t.set(outer));
     match outcome {
         Ok(value) => Ok(value),
         Err(payload) => match CAUGHT.with(|c| c.borrow_mut().take()) {
@@ -133,29 +136,57 @@ fn drop_quietly(payload: Box<dyn Any + Send>) {
     let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
 }
 
-fn run_item(entry: Result<&'static Entry, &str>, item: Item) -> Outcome {
-    let entry = match entry {
-        Ok(entry) => entry,
-        Err(message) => return Outcome::Failed(message.to_owned()),
-    };
+/// The item's descriptors, fresh, with its bytes, as a frame for the registry.
+fn frame_of(item: Item) -> std::io::Result<Frame> {
     let fds = item
         .fds
         .iter()
         .map(|fd| fd.try_clone_owned())
-        .collect::<std::io::Result<Vec<_>>>();
-    let fds = match fds {
-        Ok(fds) => fds,
-        Err(e) => return Outcome::Failed(format!("cannot receive the arguments: {e}")),
-    };
+        .collect::<std::io::Result<Vec<_>>>()?;
     drop(item.fds);
-    let frame = Frame {
+    Ok(Frame {
         bytes: item.bytes.0,
         fds,
+    })
+}
+
+/// Runs one piece of a task (an encoded `Vec` of argument tuples) item by item, each
+/// under its own panic guard.
+fn run_piece(entry: Result<&'static Entry, &str>, piece: Item) -> PieceResult {
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(message) => return PieceResult::All(Status::Failed(message.to_owned())),
     };
+    let frame = match frame_of(piece) {
+        Ok(frame) => frame,
+        Err(e) => {
+            return PieceResult::All(Status::Failed(format!("cannot receive the arguments: {e}")));
+        }
+    };
+    let mut guard = |call: &mut dyn FnMut()| run_guarded(call);
+    // The outer guard catches a panic outside the items' calls (a value's
+    // `Serialize`, say): then the whole piece fails with it.
+    match run_guarded(|| entry.run_chunk(frame, &mut guard)) {
+        Ok(Ok(chunk)) => PieceResult::Done {
+            statuses: chunk.statuses,
+            values: Item::from_encoded(chunk.values),
+        },
+        Ok(Err(message)) => PieceResult::All(Status::Failed(message)),
+        Err((message, location)) => PieceResult::All(Status::Panic { message, location }),
+    }
+}
+
+/// Runs the initializer: `Err(message)` if it failed.
+fn run_init(entry: Result<&'static Entry, &str>, item: Item) -> Result<(), String> {
+    let entry = entry.map_err(str::to_owned)?;
+    let frame = frame_of(item).map_err(|e| format!("cannot receive the arguments: {e}"))?;
     match run_guarded(move || entry.run(frame)) {
-        Ok(EntryOutcome::Value(encoded)) => Outcome::Value(Item::from_encoded(encoded)),
-        Ok(EntryOutcome::Failed(message)) => Outcome::Failed(message),
-        Err((message, location)) => Outcome::Panic { message, location },
+        Ok(EntryOutcome::Value(_)) => Ok(()),
+        Ok(EntryOutcome::Failed(message)) => Err(message),
+        Err((message, location)) => Err(match location {
+            Some(location) => format!("panicked at {location}: {message}"),
+            None => format!("panicked: {message}"),
+        }),
     }
 }
 
@@ -261,16 +292,8 @@ fn run(mut args: WorkerArgs) {
     };
     if let Some((key, item)) = args.init.take() {
         let entry = registry::lookup(&key).map_err(|e| e.to_string());
-        let outcome = run_item(entry.as_ref().map(|e| *e).map_err(String::as_str), item);
-        let failure = match outcome {
-            Outcome::Value(_) => None,
-            Outcome::Failed(message) => Some(message),
-            Outcome::Panic { message, location } => Some(match location {
-                Some(location) => format!("panicked at {location}: {message}"),
-                None => format!("panicked: {message}"),
-            }),
-        };
-        if let Some(message) = failure {
+        let outcome = run_init(entry.as_ref().map(|e| *e).map_err(String::as_str), item);
+        if let Err(message) = outcome {
             let _ = args.results.put(FromWorker::InitFailed {
                 slot: args.slot,
                 message,
@@ -348,16 +371,12 @@ fn work(args: &WorkerArgs, word: &AtomicU64, outbox: &Outbox) {
             };
             word.store((id << 1) | RUNNING, Ordering::Release);
             let start = Instant::now();
-            let outcomes: Vec<Outcome> = items.into_iter().map(|i| run_item(entry, i)).collect();
+            let pieces: Vec<PieceResult> = items.into_iter().map(|i| run_piece(entry, i)).collect();
             let now = Instant::now();
             word.store(id << 1, Ordering::Release);
             let nanos = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
             done += 1;
-            if !outbox.push(TaskResult {
-                id,
-                nanos,
-                outcomes,
-            }) {
+            if !outbox.push(TaskResult { id, nanos, pieces }) {
                 return;
             }
             if args.maxtasks == Some(done) {
