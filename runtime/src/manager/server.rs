@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::connection::{Connection, RecvError};
 use crate::ipc::spin::Spinner;
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::managed::{self, Dispatch};
@@ -36,6 +37,7 @@ use crate::process::registry::Entry;
 use crate::process::worker::{Failure, Worker};
 use crate::wire::auth;
 use crate::wire::codec;
+use crate::wire::error::CodecError;
 use crate::wire::frames::{self, FrameReader};
 
 /// How often a blocked operation checks that its client is still there.
@@ -312,6 +314,7 @@ impl Server {
         if sent.is_err() {
             return;
         }
+        let local = matches!(stream, Stream::Unix(_));
         let Ok(fd) = stream.into_nonblocking_fd() else {
             return;
         };
@@ -326,42 +329,97 @@ impl Server {
                     return;
                 }
             };
-            let mut stop = false;
-            let response: Response = match codec::decode_record::<Request>(&frame) {
-                Ok(Request::Shutdown) => {
-                    stop = true;
-                    Ok(Reply::Unit)
-                }
-                Ok(request) => {
-                    match catch_unwind(AssertUnwindSafe(|| self.handle(request, fd.as_fd()))) {
-                        Ok(response) => response,
-                        Err(_) => Err(err(
-                            ManagerErrorKind::Protocol,
-                            "the server failed on this request",
-                        )),
+            let request = codec::decode::<Request>(&frame.bytes, frame.fds);
+            if let Ok(Request::Attach(pipe)) = request {
+                if !local {
+                    let refused = Err(err(
+                        ManagerErrorKind::Protocol,
+                        "shared-memory connections are for local clients",
+                    ));
+                    if !self.answer_on_socket(fd.as_fd(), &refused) {
+                        return;
                     }
+                    continue;
                 }
-                Err(e) => Err(err(ManagerErrorKind::Protocol, format!("bad request: {e}"))),
+                if self.answer_on_socket(fd.as_fd(), &Ok(Reply::Unit)) {
+                    self.serve_pipe(&pipe, fd.as_fd());
+                }
+                return;
+            }
+            let (response, stop) = self.respond(request, fd.as_fd());
+            let Some(bytes) = encode_response(&response) else {
+                return;
             };
-            let bytes = match codec::encode_record(&response) {
+            if frames::send_frame(fd.as_fd(), &[&bytes], &[]).is_err() || stop {
+                return;
+            }
+        }
+    }
+
+    /// Serves a local client through the shared-memory pipe it attached, until it
+    /// closes it (or dies). `client` is its socket, which it no longer writes to: it
+    /// turns readable when the client is gone.
+    fn serve_pipe(&self, pipe: &Connection<Vec<u8>>, client: BorrowedFd<'_>) {
+        loop {
+            let bytes = match pipe.recv_bytes() {
                 Ok(bytes) => bytes,
-                Err(e) => match codec::encode_record::<Response>(&Err(err(
-                    ManagerErrorKind::Protocol,
-                    format!("cannot encode the answer: {e}"),
-                ))) {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
-                },
+                Err(RecvError::Disconnected) => return,
+                Err(e) => {
+                    log::debug!("manager closes a connection: {e}");
+                    return;
+                }
             };
-            if stop {
+            let request = codec::decode_record::<Request>(&bytes);
+            let (response, stop) = self.respond(request, client);
+            let Some(bytes) = encode_response(&response) else {
+                return;
+            };
+            if pipe.send_bytes(&bytes).is_err() || stop {
+                return;
+            }
+        }
+    }
+
+    /// Sends `response` as a frame on the socket; `false` if the client is gone.
+    fn answer_on_socket(&self, fd: BorrowedFd<'_>, response: &Response) -> bool {
+        encode_response(response)
+            .is_some_and(|bytes| frames::send_frame(fd, &[&bytes], &[]).is_ok())
+    }
+
+    /// Answers one decoded request, and whether the server is stopping (after a
+    /// `Shutdown`, whose answer is the last on this connection).
+    fn respond(
+        &self,
+        request: Result<Request, CodecError>,
+        client: BorrowedFd<'_>,
+    ) -> (Response, bool) {
+        match request {
+            Ok(Request::Shutdown) => {
                 self.stop();
+                (Ok(Reply::Unit), true)
             }
-            if frames::send_frame(fd.as_fd(), &[&bytes], &[]).is_err() {
-                return;
+            Ok(Request::Attach(_)) => (
+                Err(err(
+                    ManagerErrorKind::Protocol,
+                    "a connection attaches a pipe only once, first",
+                )),
+                false,
+            ),
+            Ok(request) => {
+                let response = match catch_unwind(AssertUnwindSafe(|| self.handle(request, client)))
+                {
+                    Ok(response) => response,
+                    Err(_) => Err(err(
+                        ManagerErrorKind::Protocol,
+                        "the server failed on this request",
+                    )),
+                };
+                (response, false)
             }
-            if stop {
-                return;
-            }
+            Err(e) => (
+                Err(err(ManagerErrorKind::Protocol, format!("bad request: {e}"))),
+                false,
+            ),
         }
     }
 
@@ -403,7 +461,7 @@ impl Server {
                 }
                 call(&slot.object, op, client)
             }
-            Request::Shutdown => Ok(Reply::Unit),
+            Request::Shutdown | Request::Attach(_) => Ok(Reply::Unit),
         }
     }
 
@@ -524,6 +582,18 @@ fn new_object(tag: &TypeTag, init: Init) -> Result<Object, ManagerError> {
             Object::Custom(Mutex::new(managed::construct(&tag.ty, &bytes)?))
         }
     })
+}
+
+/// A response's encoding; one that cannot be encoded becomes an error response.
+fn encode_response(response: &Response) -> Option<Vec<u8>> {
+    match codec::encode_record(response) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => codec::encode_record::<Response>(&Err(err(
+            ManagerErrorKind::Protocol,
+            format!("cannot encode the answer: {e}"),
+        )))
+        .ok(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
