@@ -112,6 +112,15 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
 }
 
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 impl Stream {
     pub(crate) fn connect(address: &ManagerAddress) -> io::Result<Stream> {
         match address {
@@ -274,7 +283,22 @@ impl Conn {
         stream
             .set_timeouts(Some(HANDSHAKE_TIMEOUT))
             .map_err(ManagerError::disconnected)?;
+        // The pipe is made while the server, perhaps still starting, is yet to send
+        // its challenge, and its end is sent right after the handshake, ahead of the
+        // greeting: attaching costs no round trip of its own.
+        let attaching = match &stream {
+            Stream::Unix(_) => new_pipe(),
+            Stream::Tcp(_) => None,
+        };
         auth::authenticate_server(&mut stream, &endpoint.authkey).map_err(auth_error)?;
+        let attaching = match attaching {
+            Some((ours, request)) => {
+                let fd = stream.as_fd();
+                frames::send_frame(fd, &[&request.bytes], &request.fds).map_err(lost)?;
+                Some(ours)
+            }
+            None => None,
+        };
         let hello = auth::recv_message(&mut stream, auth::MAX_AUTH_MESSAGE).map_err(auth_error)?;
         let hello: Hello = codec::decode_record(&hello).map_err(|e| {
             ManagerError::new(ManagerErrorKind::Protocol, format!("bad greeting: {e}"))
@@ -285,7 +309,6 @@ impl Conn {
                 endpoint.address
             )));
         }
-        let local = matches!(stream, Stream::Unix(_));
         let fd = stream
             .into_nonblocking_fd()
             .map_err(ManagerError::disconnected)?;
@@ -297,38 +320,16 @@ impl Conn {
             },
             hello,
         };
-        if local {
-            conn.attach()?;
+        if let Some(ours) = attaching {
+            match conn.receive().and_then(|reply| Ok(reply.unit()?)) {
+                Ok(()) => conn.link = Link::Shared(ours),
+                Err(crate::error::Error::Manager(e)) => return Err(e),
+                Err(e) => {
+                    return Err(ManagerError::new(ManagerErrorKind::Protocol, e.to_string()));
+                }
+            }
         }
         Ok(conn)
-    }
-
-    /// Moves this connection's traffic to a shared-memory pipe: sends the server one
-    /// end (through the socket, with its descriptors) and waits for its consent. A pipe
-    /// that cannot be made (no memory for it) leaves the connection on the socket.
-    fn attach(&mut self) -> Result<(), ManagerError> {
-        let made = Pipe::<Vec<u8>>::new()
-            .and_then(|(ours, theirs)| Ok((ours, codec::encode(&Request::Attach(theirs))?)));
-        let (ours, encoded) = match made {
-            Ok(made) => made,
-            Err(e) => {
-                log::debug!("manager connection stays on its socket: {e}");
-                return Ok(());
-            }
-        };
-        // The server's end is gone from here with the request: only the copy in
-        // flight, which the server receives, keeps it open, so the server's death
-        // closes it.
-        frames::send_frame(self.fd.as_fd(), &[&encoded.bytes], &encoded.fds).map_err(lost)?;
-        drop(encoded);
-        match self.receive().and_then(|reply| Ok(reply.unit()?)) {
-            Ok(()) => {
-                self.link = Link::Shared(ours);
-                Ok(())
-            }
-            Err(crate::error::Error::Manager(e)) => Err(e),
-            Err(e) => Err(ManagerError::new(ManagerErrorKind::Protocol, e.to_string())),
-        }
     }
 
     /// Sends `request` and waits for its response.
@@ -366,6 +367,22 @@ impl Conn {
             ManagerError::new(ManagerErrorKind::Protocol, format!("bad response: {e}"))
         })?;
         Ok(response?)
+    }
+}
+
+/// A pipe for a local connection, and the `Attach` request that carries its other end
+/// to the server; `None` if none can be made (the connection then stays on its
+/// socket). The other end lives on only in the request: once the server holds it, its
+/// death closes it.
+fn new_pipe() -> Option<(Connection<Vec<u8>>, codec::Encoded)> {
+    let made = Pipe::<Vec<u8>>::new()
+        .and_then(|(ours, theirs)| Ok((ours, codec::encode(&Request::Attach(theirs))?)));
+    match made {
+        Ok(made) => Some(made),
+        Err(e) => {
+            log::debug!("manager connection stays on its socket: {e}");
+            None
+        }
     }
 }
 
