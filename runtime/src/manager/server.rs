@@ -1014,3 +1014,129 @@ fn barrier(b: &Blocking<BarrierState>, op: Op, client: BorrowedFd<'_>) -> Respon
         other => Err(unsupported(&other)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::linux::net::SocketAddrExt;
+    use std::sync::atomic::AtomicUsize;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::ipc::connection::Pipe;
+    use crate::manager::transport::{Conn, Endpoint, ManagerAddress};
+
+    const KEY: &[u8] = b"test key";
+
+    /// Runs a server on a thread of this process, listening on `listener`.
+    fn serve(listener: OwnedFd, tcp: bool) -> JoinHandle<io::Result<()>> {
+        let args = ServerArgs {
+            listener: PortableFd::new(listener),
+            tcp,
+            authkey: KEY.to_vec(),
+            server_id: 7,
+        };
+        std::thread::spawn(move || run(args))
+    }
+
+    fn endpoint(address: ManagerAddress) -> Endpoint {
+        Endpoint {
+            address,
+            authkey: KEY.to_vec(),
+            server_id: 7,
+        }
+    }
+
+    fn new_list(conn: &mut Conn) -> u64 {
+        let create = Request::Create {
+            tag: TypeTag {
+                kind: Kind::List,
+                ty: "u64".to_owned(),
+            },
+            init: Init::Items(Vec::new()),
+            name: None,
+        };
+        conn.call(&create).unwrap().id().unwrap()
+    }
+
+    fn shut_down(conn: &mut Conn, server: JoinHandle<io::Result<()>>) {
+        conn.call(&Request::Shutdown).unwrap().unit().unwrap();
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_local_client_talks_through_shared_memory() {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "multiproc-manager-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        let server = serve(listener.into(), false);
+        let endpoint = endpoint(ManagerAddress::Local(name));
+        let mut conn = Conn::open(&endpoint).unwrap();
+        assert!(conn.is_shared());
+        let id = new_list(&mut conn);
+        for i in 0..100u64 {
+            let push = Request::Call {
+                id,
+                kind: Kind::List,
+                op: Op::Push(codec::encode_record(&i).unwrap()),
+            };
+            conn.call(&push).unwrap().unit().unwrap();
+        }
+        let len = Request::Call {
+            id,
+            kind: Kind::List,
+            op: Op::Len,
+        };
+        // Seen from a second connection: the items are on the server.
+        let mut other = Conn::open(&endpoint).unwrap();
+        assert_eq!(other.call(&len).unwrap().count().unwrap(), 100);
+        assert_eq!(conn.call(&len).unwrap().count().unwrap(), 100);
+        drop(other);
+        shut_down(&mut conn, server);
+    }
+
+    #[test]
+    fn a_tcp_client_cannot_attach_a_pipe_and_keeps_its_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = ManagerAddress::Tcp(listener.local_addr().unwrap());
+        let server = serve(listener.into(), true);
+        let endpoint = endpoint(address);
+        let mut conn = Conn::open(&endpoint).unwrap();
+        assert!(!conn.is_shared());
+
+        // By hand: an Attach sent on TCP gets an error, and the connection still serves.
+        let mut raw = Stream::connect(&endpoint.address).unwrap();
+        raw.set_timeouts(Some(HANDSHAKE_TIMEOUT)).unwrap();
+        auth::authenticate_server(&mut raw, KEY).unwrap();
+        auth::recv_message(&mut raw, auth::MAX_AUTH_MESSAGE).unwrap();
+        let fd = raw.into_nonblocking_fd().unwrap();
+        let (_ours, theirs) = Pipe::<Vec<u8>>::new().unwrap();
+        let attach = codec::encode(&Request::Attach(theirs)).unwrap();
+        let mut reader = FrameReader::default();
+        let spinner = Spinner::default();
+        let mut round_trip = |bytes: &[u8], fds: &[OwnedFd]| -> Response {
+            frames::send_frame(fd.as_fd(), &[bytes], fds).unwrap();
+            let deadline = Some(sys::deadline_after(HANDSHAKE_TIMEOUT));
+            let frame = transport::read_frame(fd.as_fd(), &mut reader, &spinner, deadline)
+                .unwrap()
+                .unwrap();
+            codec::decode_record(&frame.bytes).unwrap()
+        };
+        match round_trip(&attach.bytes, &attach.fds) {
+            Err(e) => assert_eq!(e.kind(), ManagerErrorKind::Protocol, "{e}"),
+            Ok(reply) => panic!("an attach on TCP was accepted: {reply:?}"),
+        }
+        let len = codec::encode_record(&Request::Call {
+            id: new_list(&mut conn),
+            kind: Kind::List,
+            op: Op::Len,
+        })
+        .unwrap();
+        assert_eq!(round_trip(&len, &[]).unwrap().count().unwrap(), 0);
+        shut_down(&mut conn, server);
+    }
+}

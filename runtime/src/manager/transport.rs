@@ -332,6 +332,12 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Whether requests go through a shared-memory pipe.
+    #[cfg(test)]
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.link, Link::Shared(_))
+    }
+
     /// Sends `request` and waits for its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Reply, crate::error::Error> {
         let bytes = codec::encode_record(request)?;
