@@ -6,10 +6,11 @@
 //! cargo bench --bench manager
 //! ```
 //!
-//! Each append is a request and its response over a Unix socket: the child sends a
-//! frame and spins briefly (adaptively, as the pipes do) on non-blocking reads before
-//! it blocks in `poll`, and the server's connection thread does the same for the next
-//! request, so that a short round trip costs no sleep and wake-up on either side.
+//! Each append is a request and its response through a shared-memory pipe: after the
+//! handshake on the Unix socket, the child hands the server one end of a `Pipe`, and
+//! both sides then spin briefly (adaptively, as the pipes do) on the other's ring
+//! before they sleep, so that a short round trip costs no system call, sleep or
+//! wake-up on either side when each has a CPU.
 //! Nothing is pipelined: `push` returns only after the server stored the item. The
 //! Python side is `benches/python/manager_bench.py` ("n/a" without `python3`).
 

@@ -1,5 +1,6 @@
 //! The records a client and the manager's server exchange once authenticated: one
-//! [`Request`] frame, one [`Response`] frame, strictly in turn.
+//! [`Request`] frame, one [`Response`] frame, strictly in turn (on the socket, or on the
+//! shared-memory pipe a local client attaches).
 //!
 //! The server is one generic program for every user type, so values travel and are
 //! stored as their encodings ([`Bytes`]); only the proxies, which know `T`, encode and
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::connection::Connection;
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 
 /// An encoded value.
@@ -84,6 +86,10 @@ pub(crate) enum Request {
     Call { id: u64, kind: Kind, op: Op },
     /// Stops the server (only the owning handle sends it).
     Shutdown,
+    /// From a local client, first after the greeting: the server's end of a pipe,
+    /// through which the requests and answers that follow travel (`Reply::Unit`, sent
+    /// on the socket). Refused on TCP.
+    Attach(Connection<Vec<u8>>),
 }
 
 /// An operation on one object.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::connection::{Connection, RecvError};
 use crate::ipc::spin::Spinner;
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::managed::{self, Dispatch};
@@ -36,6 +37,7 @@ use crate::process::registry::Entry;
 use crate::process::worker::{Failure, Worker};
 use crate::wire::auth;
 use crate::wire::codec;
+use crate::wire::error::CodecError;
 use crate::wire::frames::{self, FrameReader};
 
 /// How often a blocked operation checks that its client is still there.
@@ -312,6 +314,7 @@ impl Server {
         if sent.is_err() {
             return;
         }
+        let local = matches!(stream, Stream::Unix(_));
         let Ok(fd) = stream.into_nonblocking_fd() else {
             return;
         };
@@ -326,42 +329,97 @@ impl Server {
                     return;
                 }
             };
-            let mut stop = false;
-            let response: Response = match codec::decode_record::<Request>(&frame) {
-                Ok(Request::Shutdown) => {
-                    stop = true;
-                    Ok(Reply::Unit)
-                }
-                Ok(request) => {
-                    match catch_unwind(AssertUnwindSafe(|| self.handle(request, fd.as_fd()))) {
-                        Ok(response) => response,
-                        Err(_) => Err(err(
-                            ManagerErrorKind::Protocol,
-                            "the server failed on this request",
-                        )),
+            let request = codec::decode::<Request>(&frame.bytes, frame.fds);
+            if let Ok(Request::Attach(pipe)) = request {
+                if !local {
+                    let refused = Err(err(
+                        ManagerErrorKind::Protocol,
+                        "shared-memory connections are for local clients",
+                    ));
+                    if !self.answer_on_socket(fd.as_fd(), &refused) {
+                        return;
                     }
+                    continue;
                 }
-                Err(e) => Err(err(ManagerErrorKind::Protocol, format!("bad request: {e}"))),
+                if self.answer_on_socket(fd.as_fd(), &Ok(Reply::Unit)) {
+                    self.serve_pipe(&pipe, fd.as_fd());
+                }
+                return;
+            }
+            let (response, stop) = self.respond(request, fd.as_fd());
+            let Some(bytes) = encode_response(&response) else {
+                return;
             };
-            let bytes = match codec::encode_record(&response) {
+            if frames::send_frame(fd.as_fd(), &[&bytes], &[]).is_err() || stop {
+                return;
+            }
+        }
+    }
+
+    /// Serves a local client through the shared-memory pipe it attached, until it
+    /// closes it (or dies). `client` is its socket, which it no longer writes to: it
+    /// turns readable when the client is gone.
+    fn serve_pipe(&self, pipe: &Connection<Vec<u8>>, client: BorrowedFd<'_>) {
+        loop {
+            let bytes = match pipe.recv_bytes() {
                 Ok(bytes) => bytes,
-                Err(e) => match codec::encode_record::<Response>(&Err(err(
-                    ManagerErrorKind::Protocol,
-                    format!("cannot encode the answer: {e}"),
-                ))) {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
-                },
+                Err(RecvError::Disconnected) => return,
+                Err(e) => {
+                    log::debug!("manager closes a connection: {e}");
+                    return;
+                }
             };
-            if stop {
+            let request = codec::decode_record::<Request>(&bytes);
+            let (response, stop) = self.respond(request, client);
+            let Some(bytes) = encode_response(&response) else {
+                return;
+            };
+            if pipe.send_bytes(&bytes).is_err() || stop {
+                return;
+            }
+        }
+    }
+
+    /// Sends `response` as a frame on the socket; `false` if the client is gone.
+    fn answer_on_socket(&self, fd: BorrowedFd<'_>, response: &Response) -> bool {
+        encode_response(response)
+            .is_some_and(|bytes| frames::send_frame(fd, &[&bytes], &[]).is_ok())
+    }
+
+    /// Answers one decoded request, and whether the server is stopping (after a
+    /// `Shutdown`, whose answer is the last on this connection).
+    fn respond(
+        &self,
+        request: Result<Request, CodecError>,
+        client: BorrowedFd<'_>,
+    ) -> (Response, bool) {
+        match request {
+            Ok(Request::Shutdown) => {
                 self.stop();
+                (Ok(Reply::Unit), true)
             }
-            if frames::send_frame(fd.as_fd(), &[&bytes], &[]).is_err() {
-                return;
+            Ok(Request::Attach(_)) => (
+                Err(err(
+                    ManagerErrorKind::Protocol,
+                    "a connection attaches a pipe only once, first",
+                )),
+                false,
+            ),
+            Ok(request) => {
+                let response = match catch_unwind(AssertUnwindSafe(|| self.handle(request, client)))
+                {
+                    Ok(response) => response,
+                    Err(_) => Err(err(
+                        ManagerErrorKind::Protocol,
+                        "the server failed on this request",
+                    )),
+                };
+                (response, false)
             }
-            if stop {
-                return;
-            }
+            Err(e) => (
+                Err(err(ManagerErrorKind::Protocol, format!("bad request: {e}"))),
+                false,
+            ),
         }
     }
 
@@ -403,7 +461,7 @@ impl Server {
                 }
                 call(&slot.object, op, client)
             }
-            Request::Shutdown => Ok(Reply::Unit),
+            Request::Shutdown | Request::Attach(_) => Ok(Reply::Unit),
         }
     }
 
@@ -524,6 +582,18 @@ fn new_object(tag: &TypeTag, init: Init) -> Result<Object, ManagerError> {
             Object::Custom(Mutex::new(managed::construct(&tag.ty, &bytes)?))
         }
     })
+}
+
+/// A response's encoding; one that cannot be encoded becomes an error response.
+fn encode_response(response: &Response) -> Option<Vec<u8>> {
+    match codec::encode_record(response) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => codec::encode_record::<Response>(&Err(err(
+            ManagerErrorKind::Protocol,
+            format!("cannot encode the answer: {e}"),
+        )))
+        .ok(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -942,5 +1012,131 @@ fn barrier(b: &Blocking<BarrierState>, op: Op, client: BorrowedFd<'_>) -> Respon
         Op::NWaiting => Ok(Reply::Count(b.lock().count)),
         Op::IsBroken => Ok(Reply::Bool(b.lock().broken)),
         other => Err(unsupported(&other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::linux::net::SocketAddrExt;
+    use std::sync::atomic::AtomicUsize;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::ipc::connection::Pipe;
+    use crate::manager::transport::{Conn, Endpoint, ManagerAddress};
+
+    const KEY: &[u8] = b"test key";
+
+    /// Runs a server on a thread of this process, listening on `listener`.
+    fn serve(listener: OwnedFd, tcp: bool) -> JoinHandle<io::Result<()>> {
+        let args = ServerArgs {
+            listener: PortableFd::new(listener),
+            tcp,
+            authkey: KEY.to_vec(),
+            server_id: 7,
+        };
+        std::thread::spawn(move || run(args))
+    }
+
+    fn endpoint(address: ManagerAddress) -> Endpoint {
+        Endpoint {
+            address,
+            authkey: KEY.to_vec(),
+            server_id: 7,
+        }
+    }
+
+    fn new_list(conn: &mut Conn) -> u64 {
+        let create = Request::Create {
+            tag: TypeTag {
+                kind: Kind::List,
+                ty: "u64".to_owned(),
+            },
+            init: Init::Items(Vec::new()),
+            name: None,
+        };
+        conn.call(&create).unwrap().id().unwrap()
+    }
+
+    fn shut_down(conn: &mut Conn, server: JoinHandle<io::Result<()>>) {
+        conn.call(&Request::Shutdown).unwrap().unit().unwrap();
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_local_client_talks_through_shared_memory() {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "multiproc-manager-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        let server = serve(listener.into(), false);
+        let endpoint = endpoint(ManagerAddress::Local(name));
+        let mut conn = Conn::open(&endpoint).unwrap();
+        assert!(conn.is_shared());
+        let id = new_list(&mut conn);
+        for i in 0..100u64 {
+            let push = Request::Call {
+                id,
+                kind: Kind::List,
+                op: Op::Push(codec::encode_record(&i).unwrap()),
+            };
+            conn.call(&push).unwrap().unit().unwrap();
+        }
+        let len = Request::Call {
+            id,
+            kind: Kind::List,
+            op: Op::Len,
+        };
+        // Seen from a second connection: the items are on the server.
+        let mut other = Conn::open(&endpoint).unwrap();
+        assert_eq!(other.call(&len).unwrap().count().unwrap(), 100);
+        assert_eq!(conn.call(&len).unwrap().count().unwrap(), 100);
+        drop(other);
+        shut_down(&mut conn, server);
+    }
+
+    #[test]
+    fn a_tcp_client_cannot_attach_a_pipe_and_keeps_its_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = ManagerAddress::Tcp(listener.local_addr().unwrap());
+        let server = serve(listener.into(), true);
+        let endpoint = endpoint(address);
+        let mut conn = Conn::open(&endpoint).unwrap();
+        assert!(!conn.is_shared());
+
+        // By hand: an Attach sent on TCP gets an error, and the connection still serves.
+        let mut raw = Stream::connect(&endpoint.address).unwrap();
+        raw.set_timeouts(Some(HANDSHAKE_TIMEOUT)).unwrap();
+        auth::authenticate_server(&mut raw, KEY).unwrap();
+        auth::recv_message(&mut raw, auth::MAX_AUTH_MESSAGE).unwrap();
+        let fd = raw.into_nonblocking_fd().unwrap();
+        let (_ours, theirs) = Pipe::<Vec<u8>>::new().unwrap();
+        let attach = codec::encode(&Request::Attach(theirs)).unwrap();
+        let mut reader = FrameReader::default();
+        let spinner = Spinner::default();
+        let mut round_trip = |bytes: &[u8], fds: &[OwnedFd]| -> Response {
+            frames::send_frame(fd.as_fd(), &[bytes], fds).unwrap();
+            let deadline = Some(sys::deadline_after(HANDSHAKE_TIMEOUT));
+            let frame = transport::read_frame(fd.as_fd(), &mut reader, &spinner, deadline)
+                .unwrap()
+                .unwrap();
+            codec::decode_record(&frame.bytes).unwrap()
+        };
+        match round_trip(&attach.bytes, &attach.fds) {
+            Err(e) => assert_eq!(e.kind(), ManagerErrorKind::Protocol, "{e}"),
+            Ok(reply) => panic!("an attach on TCP was accepted: {reply:?}"),
+        }
+        let len = codec::encode_record(&Request::Call {
+            id: new_list(&mut conn),
+            kind: Kind::List,
+            op: Op::Len,
+        })
+        .unwrap();
+        assert_eq!(round_trip(&len, &[]).unwrap().count().unwrap(), 0);
+        shut_down(&mut conn, server);
     }
 }

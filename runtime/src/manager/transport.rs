@@ -1,6 +1,15 @@
 //! Connections to a manager's server: addresses, the handshake, and one request/response
 //! round trip with a short adaptive spin before blocking.
 //!
+//! A remote (TCP) client sends its requests as frames on the socket. A local client,
+//! once authenticated, makes a [`Pipe`] and hands the server one end of it through the
+//! Unix socket (`Request::Attach`, the descriptors crossing with `SCM_RIGHTS`): its
+//! requests and the answers then go through the pipe's shared-memory rings, where the
+//! adaptive spin on each side catches a quick message without a system call or a
+//! wake-up. Every request still waits for its answer. The socket stays open, unused,
+//! as the server's way to see that the client went away while a request of it waits
+//! (a lock, a queue); the pipe's own socket reports a server that died.
+//!
 //! A client process keeps the connections it opened to each server in a pool, and a
 //! proxy call borrows one for the round trip: threads never wait for each other's
 //! calls (a thread blocked in `queue.get()` holds only its own connection), and a
@@ -19,13 +28,14 @@ use std::time::{Duration, Instant};
 use nix::poll::PollFlags;
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::connection::{Connection, Pipe, RecvError};
 use crate::ipc::spin::Spinner;
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::protocol::{Hello, Reply, Request, Response};
 use crate::os::sys;
 use crate::wire::auth::{self, AuthError};
 use crate::wire::codec;
-use crate::wire::frames::{self, FrameError, FrameReader};
+use crate::wire::frames::{self, Frame, FrameError, FrameReader};
 
 /// How long a handshake may take before the connection is given up.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +110,15 @@ impl<T: ToManagerAddress + ?Sized> ToManagerAddress for &T {
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
 }
 
 impl Stream {
@@ -184,10 +203,10 @@ pub(crate) fn read_frame(
     reader: &mut FrameReader,
     spinner: &Spinner,
     deadline: Option<Instant>,
-) -> Result<Option<Vec<u8>>, FrameError> {
+) -> Result<Option<Frame>, FrameError> {
     loop {
         if let Some(frame) = reader.next_frame()? {
-            return Ok(Some(frame.bytes));
+            return Ok(Some(frame));
         }
         let mut outcome: Option<Result<usize, FrameError>> = None;
         let mut attempt = || match reader.fill(fd) {
@@ -229,11 +248,23 @@ pub(crate) struct Endpoint {
     pub(crate) server_id: u64,
 }
 
+/// How a connection's requests and answers travel.
+enum Link {
+    /// As frames on the socket (a remote client).
+    Socket {
+        reader: FrameReader,
+        spinner: Spinner,
+    },
+    /// Through a shared-memory pipe whose other end the server holds (a local client).
+    Shared(Connection<Vec<u8>>),
+}
+
 /// One authenticated connection of a client.
 pub(crate) struct Conn {
+    /// The socket; with a [`Link::Shared`] it carries nothing more, and its closing
+    /// tells the server that this client is gone.
     fd: OwnedFd,
-    reader: FrameReader,
-    spinner: Spinner,
+    link: Link,
     pub(crate) hello: Hello,
 }
 
@@ -252,7 +283,22 @@ impl Conn {
         stream
             .set_timeouts(Some(HANDSHAKE_TIMEOUT))
             .map_err(ManagerError::disconnected)?;
+        // The pipe is made while the server, perhaps still starting, is yet to send
+        // its challenge, and its end is sent right after the handshake, ahead of the
+        // greeting: attaching costs no round trip of its own.
+        let attaching = match &stream {
+            Stream::Unix(_) => new_pipe(),
+            Stream::Tcp(_) => None,
+        };
         auth::authenticate_server(&mut stream, &endpoint.authkey).map_err(auth_error)?;
+        let attaching = match attaching {
+            Some((ours, request)) => {
+                let fd = stream.as_fd();
+                frames::send_frame(fd, &[&request.bytes], &request.fds).map_err(lost)?;
+                Some(ours)
+            }
+            None => None,
+        };
         let hello = auth::recv_message(&mut stream, auth::MAX_AUTH_MESSAGE).map_err(auth_error)?;
         let hello: Hello = codec::decode_record(&hello).map_err(|e| {
             ManagerError::new(ManagerErrorKind::Protocol, format!("bad greeting: {e}"))
@@ -266,27 +312,83 @@ impl Conn {
         let fd = stream
             .into_nonblocking_fd()
             .map_err(ManagerError::disconnected)?;
-        Ok(Conn {
+        let mut conn = Conn {
             fd,
-            reader: FrameReader::default(),
-            spinner: Spinner::default(),
+            link: Link::Socket {
+                reader: FrameReader::default(),
+                spinner: Spinner::default(),
+            },
             hello,
-        })
+        };
+        if let Some(ours) = attaching {
+            match conn.receive().and_then(|reply| Ok(reply.unit()?)) {
+                Ok(()) => conn.link = Link::Shared(ours),
+                Err(crate::error::Error::Manager(e)) => return Err(e),
+                Err(e) => {
+                    return Err(ManagerError::new(ManagerErrorKind::Protocol, e.to_string()));
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Whether requests go through a shared-memory pipe.
+    #[cfg(test)]
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.link, Link::Shared(_))
     }
 
     /// Sends `request` and waits for its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Reply, crate::error::Error> {
         let bytes = codec::encode_record(request)?;
-        frames::send_frame(self.fd.as_fd(), &[&bytes], &[]).map_err(lost)?;
-        let frame = match read_frame(self.fd.as_fd(), &mut self.reader, &self.spinner, None) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Err(ManagerError::disconnected("the connection was closed").into()),
-            Err(e) => return Err(lost(e).into()),
+        match &self.link {
+            Link::Socket { .. } => {
+                frames::send_frame(self.fd.as_fd(), &[&bytes], &[]).map_err(lost)?;
+            }
+            Link::Shared(pipe) => pipe
+                .send_bytes(&bytes)
+                .map_err(ManagerError::disconnected)?,
+        }
+        self.receive()
+    }
+
+    /// Waits for the answer to the request just sent.
+    fn receive(&mut self) -> Result<Reply, crate::error::Error> {
+        let closed = || ManagerError::disconnected("the connection was closed");
+        let bytes = match &mut self.link {
+            Link::Socket { reader, spinner } => {
+                match read_frame(self.fd.as_fd(), reader, spinner, None) {
+                    Ok(Some(frame)) => frame.bytes,
+                    Ok(None) => return Err(closed().into()),
+                    Err(e) => return Err(lost(e).into()),
+                }
+            }
+            Link::Shared(pipe) => match pipe.recv_bytes() {
+                Ok(bytes) => bytes,
+                Err(RecvError::Disconnected) => return Err(closed().into()),
+                Err(e) => return Err(ManagerError::disconnected(e).into()),
+            },
         };
-        let response: Response = codec::decode_record(&frame).map_err(|e| {
+        let response: Response = codec::decode_record(&bytes).map_err(|e| {
             ManagerError::new(ManagerErrorKind::Protocol, format!("bad response: {e}"))
         })?;
         Ok(response?)
+    }
+}
+
+/// A pipe for a local connection, and the `Attach` request that carries its other end
+/// to the server; `None` if none can be made (the connection then stays on its
+/// socket). The other end lives on only in the request: once the server holds it, its
+/// death closes it.
+fn new_pipe() -> Option<(Connection<Vec<u8>>, codec::Encoded)> {
+    let made = Pipe::<Vec<u8>>::new()
+        .and_then(|(ours, theirs)| Ok((ours, codec::encode(&Request::Attach(theirs))?)));
+    match made {
+        Ok(made) => Some(made),
+        Err(e) => {
+            log::debug!("manager connection stays on its socket: {e}");
+            None
+        }
     }
 }
 
