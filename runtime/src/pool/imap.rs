@@ -8,10 +8,10 @@ use std::sync::{Arc, PoisonError};
 
 use serde::de::DeserializeOwned;
 
-use crate::pool::core::Shared;
 use crate::pool::error::TaskError;
 use crate::pool::job::{Job, Slot, decode_item};
 use crate::pool::message::Item;
+use crate::pool::shared::Shared;
 use crate::wire::error::CodecError;
 
 /// The iterator of [`Pool::imap`](crate::Pool::imap) and

@@ -1,16 +1,22 @@
 //! [`Pool`]: Python's `multiprocessing.Pool` over `#[worker]` functions, on top of
 //! [`process`](crate::process) and [`ipc`](crate::ipc).
 //!
-//! `core` is the engine (dispatch, results, dead workers, shutdown), `link` the
-//! interface through which it reaches one worker, `worker` the worker's side and the
-//! per-worker state, `job` what a submission waits on, `message` what crosses.
+//! The engine, lowest first: `shared` (the state the handle, the submitters and the
+//! pool's thread share, and the dispatch of tasks), `results` (what workers send
+//! back), `supervise` (dead workers, replacements, task timeouts) and `lifecycle` (the
+//! pool's thread and its shutdown). `link` is the interface through which the engine
+//! reaches one worker, `worker` the worker's side and the per-worker state, `job` what
+//! a submission waits on, `message` what crosses.
 
-mod core;
 pub(crate) mod error;
 mod imap;
 mod job;
+mod lifecycle;
 mod link;
 mod message;
+mod results;
+mod shared;
+mod supervise;
 pub(crate) mod worker;
 
 use std::fmt;
@@ -30,9 +36,9 @@ use crate::process::context::cpu_count;
 use crate::process::worker::Worker;
 use crate::wire::codec;
 use crate::wire::error::CodecError;
-use core::{Phase, Shared};
 use job::Job;
 use message::Item;
+use shared::{Phase, Shared};
 
 /// How many tasks of `imap` one worker has in flight, in chunks.
 const IMAP_WINDOW_PER_WORKER: usize = 256;

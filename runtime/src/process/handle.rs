@@ -1,18 +1,15 @@
 //! [`Process`]: a handle on a child process, with Python's lifecycle.
 
-use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::PollFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
@@ -26,10 +23,10 @@ use crate::process::phase;
 use crate::process::registry;
 use crate::process::report::Report;
 pub(crate) use crate::process::sentinel::Sentinel;
+use crate::process::started::{Child, Reports, lock};
 use crate::process::worker::Worker;
 use crate::wire::codec::{self, Encoded};
 use crate::wire::error::CodecError;
-use crate::wire::frames::{FrameError, FrameReader};
 
 /// A process that runs a worker: Python's `multiprocessing.Process`.
 ///
@@ -101,14 +98,14 @@ struct Shared {
     state: Mutex<State>,
 }
 
-struct State {
-    name: String,
-    daemon: bool,
+pub(super) struct State {
+    pub(super) name: String,
+    pub(super) daemon: bool,
     ident: Vec<u32>,
-    phase: Phase,
+    pub(super) phase: Phase,
 }
 
-enum Phase {
+pub(super) enum Phase {
     /// Not started; holds the encoded arguments (or why they could not be encoded).
     Initial(std::result::Result<Encoded, CodecError>),
     /// Started; `exitcode` is set once the child has been reaped.
@@ -118,26 +115,6 @@ enum Phase {
     },
     /// Closed; what is still known about the process.
     Closed { exitcode: Option<i32> },
-}
-
-/// A started child, as the parent holds it.
-struct Child {
-    pid: Pid,
-    pidfd: Arc<OwnedFd>,
-    channel: UnixStream,
-    reports: Mutex<Reports>,
-}
-
-/// What has been read from a child's channel.
-#[derive(Default)]
-struct Reports {
-    frames: FrameReader,
-    eof: bool,
-    report: Option<std::result::Result<Report, CodecError>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<R> Process<R> {
@@ -166,7 +143,7 @@ impl<R> Process<R> {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.shared.state)
     }
 
@@ -502,129 +479,6 @@ impl Process<()> {
         P: Worker<Args = P, Output = ()>,
     {
         Process::from_worker::<P>(process)
-    }
-}
-
-impl Child {
-    /// Reads whatever the child has sent, without blocking.
-    fn drain(&self) {
-        let mut reports = lock(&self.reports);
-        let reports = &mut *reports;
-        while !reports.eof {
-            match reports.frames.fill(self.channel.as_fd()) {
-                Ok(0) => {
-                    reports.eof = true;
-                    if reports.frames.pending() > 0 && reports.report.is_none() {
-                        reports.report = Some(Err(CodecError::new(
-                            crate::wire::error::CodecErrorKind::Truncated,
-                            format!(
-                                "the child's report ended after {} bytes",
-                                reports.frames.pending()
-                            ),
-                        )));
-                    }
-                }
-                Ok(_) => loop {
-                    match reports.frames.next_frame() {
-                        Ok(Some(frame)) => {
-                            if reports.report.is_none() {
-                                reports.report = Some(Report::parse(frame));
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            // A garbled stream: keep the error, stop reading.
-                            reports.report = Some(Err(e));
-                            reports.eof = true;
-                            break;
-                        }
-                    }
-                },
-                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(FrameError::Io(_)) => reports.eof = true,
-                Err(FrameError::Codec(e)) => {
-                    reports.report = Some(Err(e));
-                    reports.eof = true;
-                }
-            }
-        }
-    }
-}
-
-/// What the `Debug` and `Display` of a [`Process`] show, copied out of its state so
-/// that no lock is held while the formatter writes (it may write to a pipe that blocks).
-struct Description {
-    name: String,
-    daemon: bool,
-    /// `None` before the start and after the close.
-    pid: Option<i32>,
-    exitcode: Option<i32>,
-    phase: &'static str,
-}
-
-impl<R> Process<R> {
-    fn describe(&self) -> Description {
-        let state = self.state();
-        let (phase, pid, exitcode) = match &state.phase {
-            Phase::Initial(_) => ("initial", None, None),
-            Phase::Started {
-                child,
-                exitcode: None,
-            } => ("started", Some(child.pid.as_raw()), None),
-            Phase::Started {
-                child,
-                exitcode: Some(code),
-            } => ("stopped", Some(child.pid.as_raw()), Some(*code)),
-            Phase::Closed { .. } => ("closed", None, None),
-        };
-        Description {
-            name: state.name.clone(),
-            daemon: state.daemon,
-            pid,
-            exitcode,
-            phase,
-        }
-    }
-}
-
-impl<R> fmt::Debug for Process<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seen = self.describe();
-        let mut d = f.debug_struct("Process");
-        d.field("name", &seen.name).field("state", &seen.phase);
-        if let Some(pid) = seen.pid {
-            d.field("pid", &pid);
-        }
-        if let Some(code) = seen.exitcode {
-            d.field("exitcode", &code);
-        }
-        d.field("daemon", &seen.daemon).finish()
-    }
-}
-
-/// Python's `repr`: `<Process name='Process-1' pid=1234 parent=1200 started daemon>`.
-impl<R> fmt::Display for Process<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seen = self.describe();
-        write!(f, "<Process name='{}'", seen.name)?;
-        let parent = std::process::id();
-        match (seen.pid, seen.exitcode) {
-            _ if seen.phase == "closed" => f.write_str(" closed")?,
-            (None, _) => write!(f, " parent={parent} initial")?,
-            (Some(pid), None) => write!(f, " pid={pid} parent={parent} started")?,
-            (Some(pid), Some(code)) => {
-                write!(f, " pid={pid} parent={parent}")?;
-                match Signal::try_from(-code) {
-                    Ok(sig) if code < 0 => write!(f, " stopped exitcode=-{}", sig.as_str())?,
-                    _ => write!(f, " stopped exitcode={code}")?,
-                }
-            }
-        }
-        if seen.daemon {
-            f.write_str(" daemon")?;
-        }
-        f.write_str(">")
     }
 }
 

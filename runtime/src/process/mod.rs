@@ -4,13 +4,15 @@
 //! [`wire`](crate::wire).
 //!
 //! Lowest first: `sentinel`, `report`, `bootstrap`, `phase`, `context`, `exit`,
-//! `logging`, `worker`, `registry`, then `handle` (the parent's side) and `child` (the
-//! child's side). The exit function shuts down children that `handle` owns: `handle`
+//! `logging`, `worker`, `registry`, `started` (a started child as the parent holds it),
+//! then `handle` (the parent's side, shown by `display`) and `child` (the child's
+//! side). The exit function shuts down children that `handle` owns: `handle`
 //! registers that shutdown with `exit` when it starts a child.
 
 pub(crate) mod bootstrap;
 pub(crate) mod child;
 pub(crate) mod context;
+mod display;
 pub(crate) mod error;
 pub(crate) mod exit;
 pub(crate) mod handle;
@@ -19,4 +21,5 @@ pub(crate) mod phase;
 pub(crate) mod registry;
 pub(crate) mod report;
 pub(crate) mod sentinel;
+mod started;
 pub(crate) mod worker;
