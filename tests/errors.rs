@@ -56,6 +56,9 @@ const _: () = {
     is_error::<RecvTimeoutError>();
     is_error::<RecvIntoError>();
     is_error::<Failure>();
+    is_error::<multiproc::TaskError>();
+    is_error::<multiproc::PoolError>();
+    is_error::<multiproc::ManagerError>();
 };
 
 /// Each level of `e`'s source chain, printed.
