@@ -420,19 +420,18 @@ pub(crate) fn call(endpoint: &Endpoint, request: &Request) -> Result<Reply, crat
     let broken = matches!(&result, Err(crate::error::Error::Manager(e))
         if matches!(e.kind(), ManagerErrorKind::Disconnected | ManagerErrorKind::Protocol));
     if !broken {
-        pool()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .push(conn);
+        put_back(key, conn);
     }
     result
 }
 
 /// Pools `conn`, a fresh connection to `endpoint`.
 pub(crate) fn adopt(endpoint: &Endpoint, conn: Conn) {
-    let key = (endpoint.address.clone(), endpoint.server_id);
+    put_back((endpoint.address.clone(), endpoint.server_id), conn);
+}
+
+/// Pools `conn` under `key` for the next call.
+fn put_back(key: (ManagerAddress, u64), conn: Conn) {
     pool()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
