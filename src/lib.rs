@@ -375,14 +375,6 @@
 pub use multiproc_macros::{Plain, managed, process, worker};
 pub use multiproc_runtime::*;
 
-// The manager's server is a worker of the runtime; its entry is registered from here,
-// a crate that depends on the runtime, so that the runtime's dispatching constructor
-// (which runs after the registrations of its dependents, not necessarily after its
-// own) finds it in the server process.
-multiproc_runtime::__private::inventory::submit!(
-    multiproc_runtime::__private::MANAGER_SERVER_ENTRY
-);
-
 // The README's examples run as doctests too.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

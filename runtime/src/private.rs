@@ -15,7 +15,6 @@ pub use crate::manager::managed::{
     Managed, ManagedEntry, decode_args, encode_result, unknown_method,
 };
 pub use crate::manager::proxy::ProxyCore;
-pub use crate::manager::server::SERVER_ENTRY as MANAGER_SERVER_ENTRY;
 pub use crate::process::handle::Process;
 pub use crate::process::registry::Entry;
 pub use crate::process::worker::{Failure, Run, RunResult, Worker};

@@ -21,7 +21,7 @@ use crate::manager::proxy::{
     BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
     LockProxy, ProxyCore, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
-use crate::manager::server::{ServerArgs, ServerWorker};
+use crate::manager::server::{self, ServerArgs, ServerWorker};
 use crate::manager::transport::{self, Conn, Endpoint, ManagerAddress, ToManagerAddress};
 use crate::os::fd::PortableFd;
 use crate::process::handle::Process;
@@ -150,6 +150,7 @@ impl Manager {
         };
         // The arguments are encoded (the listener duplicated) here, and our own
         // descriptor closed with `args`: only the server holds the listener.
+        server::keep_registered();
         let process = Process::<()>::from_worker::<ServerWorker>(args).with_daemon(true)?;
         process.start()?;
         log::debug!("manager {} started at {address}", process.name());

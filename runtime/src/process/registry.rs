@@ -148,9 +148,9 @@ fn run_chunk<W: Worker>(args: Frame, guard: Guard<'_>) -> Result<ChunkOutcome, S
     Ok(ChunkOutcome { statuses, values })
 }
 
-/// Entries of the runtime's own workers (the pool's), registered by a constructor that
-/// runs before every `inventory` one (so before the child's dispatch, whatever the
-/// order of the runtime crate's own constructors).
+/// Entries of the runtime's own workers (the pool's worker, the manager's server),
+/// registered by constructors that run before every `inventory` one (so before the
+/// child's dispatch, whatever the order of the runtime crate's own constructors).
 static BUILTIN: Mutex<Vec<&'static Entry>> = Mutex::new(Vec::new());
 
 /// Registers one of the runtime's own workers; called from an early constructor.
