@@ -66,21 +66,10 @@ fn a_forged_bootstrap_length_is_refused_under_a_memory_limit() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: dup2, fcntl and setrlimit are async-signal-safe; this runs between fork
-    // and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let res = if fd == 3 {
-                nix::libc::fcntl(3, nix::libc::F_SETFD, 0)
-            } else {
-                nix::libc::dup2(fd, 3)
-            };
-            if res < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            limit_address_space()
-        });
-    }
+    common::give_as_fd_3(&mut cmd, fd);
+    // SAFETY: setrlimit is async-signal-safe; this runs between fork and exec, after
+    // the descriptor is in place.
+    unsafe { cmd.pre_exec(limit_address_space) };
     let child = cmd.spawn().unwrap();
     drop(theirs);
     // The child may refuse before reading everything; a broken pipe is fine.

@@ -5,8 +5,9 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
+
+mod common;
 
 #[multiproc::worker]
 fn must_not_run() {
@@ -18,25 +19,6 @@ fn selector_command(key: &str, source: &str) -> Command {
     cmd.args(["--multiproc-child", key, source])
         .stdin(Stdio::null());
     cmd
-}
-
-/// Makes descriptor `fd` of this process descriptor 3 of the child.
-fn give_as_fd_3(cmd: &mut Command, fd: std::os::fd::RawFd) {
-    // SAFETY: dup2 is async-signal-safe, and this closure runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep close-on-exec: clear the flag instead.
-            let res = if fd == 3 {
-                nix::libc::fcntl(3, nix::libc::F_SETFD, 0)
-            } else {
-                nix::libc::dup2(fd, 3)
-            };
-            if res < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 fn assert_refused(out: &Output, needle: &str) {
@@ -76,7 +58,7 @@ fn a_descriptor_that_is_not_a_socket_is_refused() {
     let file = std::fs::File::open("/dev/null").unwrap();
     let fd = file.as_raw_fd();
     let mut cmd = selector_command("selector::must_not_run", "fd=3");
-    give_as_fd_3(&mut cmd, fd);
+    common::give_as_fd_3(&mut cmd, fd);
     let out = cmd.output().unwrap();
     assert_refused(&out, "descriptor 3 is not a socket");
 }
@@ -87,7 +69,7 @@ fn with_channel_sending(bytes: &[u8]) -> Output {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let fd = theirs.as_raw_fd();
     let mut cmd = selector_command("selector::must_not_run", "fd=3");
-    give_as_fd_3(&mut cmd, fd);
+    common::give_as_fd_3(&mut cmd, fd);
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -150,7 +132,7 @@ fn a_socket_connected_to_no_process_is_refused() {
         ("unconnected unix", unconnected.as_raw_fd()),
     ] {
         let mut cmd = selector_command("selector::must_not_run", "fd=3");
-        give_as_fd_3(&mut cmd, fd);
+        common::give_as_fd_3(&mut cmd, fd);
         let out = cmd.output().unwrap();
         assert!(
             out.status.code().is_some(),
