@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 
 pub use crate::ipc::error::{ChannelError, Corruption};
+use crate::launch::error::LaunchError;
 pub use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::pool::error::{PoolError, TaskError};
 pub use crate::process::error::{ChildError, ProcessError, RegistryError};
@@ -49,6 +50,8 @@ pub enum Error {
     /// A manager, its server or one of its proxies refused an operation, or the server
     /// is gone.
     Manager(ManagerError),
+    /// Workers could not be started on a cluster, or did not connect back.
+    Launch(LaunchError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -65,6 +68,7 @@ impl fmt::Display for Error {
             Error::Pool(e) => e.fmt(f),
             Error::Task(e) => e.fmt(f),
             Error::Manager(e) => e.fmt(f),
+            Error::Launch(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -85,6 +89,7 @@ impl std::error::Error for Error {
             Error::Pool(e) => e.source(),
             Error::Task(e) => e.source(),
             Error::Manager(e) => e.source(),
+            Error::Launch(e) => e.source(),
         }
     }
 }
@@ -134,6 +139,12 @@ impl From<TaskError> for Error {
 impl From<ManagerError> for Error {
     fn from(e: ManagerError) -> Self {
         Error::Manager(e)
+    }
+}
+
+impl From<LaunchError> for Error {
+    fn from(e: LaunchError) -> Self {
+        Error::Launch(e)
     }
 }
 

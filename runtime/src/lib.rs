@@ -21,10 +21,11 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, lowest first: os, wire, process, ipc, sync, then pool and manager side
-// by side. Each uses only the ones before it (see ARCHITECTURE.md; tests/layers.rs
+// The layers, lowest first: os, wire, process, ipc, sync, launch, then pool and
+// manager side by side. Each uses only the ones before it (see ARCHITECTURE.md; tests/layers.rs
 // checks it).
 mod ipc;
+mod launch;
 mod manager;
 mod os;
 mod pool;
@@ -57,6 +58,7 @@ pub use ipc::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
+pub use launch::{LaunchError, Launcher, Slurm, SlurmEnv};
 pub use manager::{
     BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
     LockProxy, Managed, Manager, ManagerAddress, ProxyGuard, QueueProxy, RLockProxy,

@@ -65,6 +65,11 @@ pub(crate) struct Lost {
     pub(crate) oom: bool,
     /// The task had finished, but its result had not been sent yet.
     pub(crate) unsent: bool,
+    /// The node of a worker on another machine.
+    pub(crate) node: Option<String>,
+    /// How many workers were lost while they held the task (more than one when it was
+    /// requeued after a lost node).
+    pub(crate) tries: u32,
 }
 
 impl TaskError {
@@ -189,6 +194,16 @@ impl TaskError {
         }
     }
 
+    /// The node of the lost worker, for a worker on another machine (a
+    /// [`Slurm`](crate::Slurm) pool): its task was requeued on other workers until
+    /// [`retries`](crate::Slurm::retries) ran out.
+    pub fn node(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Lost(lost) => lost.node.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The process id of the worker that was lost or timed out.
     pub fn pid(&self) -> Option<u32> {
         match &self.kind {
@@ -206,6 +221,18 @@ impl TaskError {
             _ => None,
         }
     }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, ...
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 fn describe_exit(f: &mut fmt::Formatter<'_>, code: Option<i32>) -> fmt::Result {
@@ -239,8 +266,14 @@ impl fmt::Display for TaskError {
                 if let Some(pid) = lost.pid {
                     write!(f, " (pid {pid})")?;
                 }
+                if let Some(node) = &lost.node {
+                    write!(f, " on node {node}")?;
+                }
                 f.write_str(" ")?;
                 describe_exit(f, lost.exitcode)?;
+                if lost.tries > 1 {
+                    write!(f, " (the task's {} worker lost)", ordinal(lost.tries))?;
+                }
                 if lost.oom {
                     f.write_str("; killed by the kernel's OOM killer")?;
                 }

@@ -91,6 +91,10 @@ impl Shared {
     }
 
     fn finish(&self) {
+        if let Some(remote) = &self.remote {
+            // The workers have ended or were dropped: `srun` ends soon after them.
+            remote.finish(Duration::from_secs(2));
+        }
         let mut st = self.lock();
         // A submission that raced with the shutdown fails rather than waits.
         let error = TaskError::terminated();

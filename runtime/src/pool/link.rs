@@ -3,8 +3,8 @@
 //!
 //! The pool needs little of a worker: hand it a packet of tasks without waiting, ask
 //! it to stop, kill it, and learn when and how it ended. Results of every worker come
-//! back through the pool's one result queue. A launcher that runs workers on other
-//! machines implements the same interface over its own transport.
+//! back through the pool's one result queue. Workers on other machines implement the
+//! same interface over their connection (`remote`).
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -22,6 +22,9 @@ pub(crate) enum SendFail {
     Full,
     /// The worker is gone or its queue refused the packet.
     Gone(String),
+    /// This worker can never take these tasks (they hold handles, and the worker is
+    /// on another machine): they fail with this message.
+    Refused(String),
 }
 
 /// One worker, as the pool sees it.
@@ -42,6 +45,11 @@ pub(crate) trait Link: Send {
     fn name(&self) -> &str;
     /// The worker's process id, if it has one on this machine.
     fn pid(&self) -> Option<u32>;
+    /// The node the worker runs on, if it is on another machine. Such a worker keeps
+    /// no record of the task it runs: when it is lost, all its tasks are requeued.
+    fn node(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What every local worker of one pool shares.

@@ -14,6 +14,7 @@ mod job;
 mod lifecycle;
 mod link;
 mod message;
+mod remote;
 mod results;
 mod shared;
 mod supervise;
@@ -32,6 +33,7 @@ pub use job::AsyncResult;
 pub use worker::{set_worker_state, worker_state, worker_state_or_init};
 
 use crate::error::{Error, Result};
+use crate::launch::Launcher;
 use crate::process::context::cpu_count;
 use crate::process::worker::Worker;
 use crate::wire::codec;
@@ -443,9 +445,28 @@ pub struct PoolBuilder {
     init: Option<(&'static str, std::result::Result<Item, CodecError>)>,
     maxtasks: Option<usize>,
     task_timeout: Option<Duration>,
+    launcher: Launcher,
 }
 
 impl PoolBuilder {
+    /// Where the workers run: [`Launcher::Local`] (the default), or on the nodes of a
+    /// cluster with [`Slurm`](crate::Slurm), whose number of workers then sets the
+    /// pool's size (overriding [`processes`](Self::processes)).
+    ///
+    /// The pool works the same on either: tasks go to whichever worker is free, and
+    /// `imap` reads its input as tasks are handed out. A worker on another machine
+    /// that is lost (its connection drops, or it stops sending heartbeats) has all its
+    /// tasks requeued on the others at once, each task at most
+    /// [`retries`](crate::Slurm::retries) times before it fails with a [`TaskError`]
+    /// naming the node; the pool asks Slurm for a replacement on another node. Task
+    /// arguments and results cannot hold handles (queues, locks, shared memory) on
+    /// such workers, and [`task_timeout`](Self::task_timeout) applies to local
+    /// workers only.
+    pub fn launcher(mut self, launcher: impl Into<Launcher>) -> Self {
+        self.launcher = launcher.into();
+        self
+    }
+
     /// The number of workers; [`cpu_count`] if not set. 0 is an error at `build`.
     pub fn processes(mut self, processes: usize) -> Self {
         self.processes = Some(processes);
@@ -480,10 +501,14 @@ impl PoolBuilder {
 
     /// Checks the settings and starts the workers.
     pub fn build(self) -> Result<Pool> {
-        let processes = match self.processes {
-            Some(0) => return Err(Error::Pool(PoolError::NoProcesses)),
-            Some(n) => n,
-            None => cpu_count(),
+        let processes = match (&self.launcher, self.processes) {
+            (Launcher::Slurm(slurm), _) if slurm.workers() == 0 => {
+                return Err(Error::Pool(PoolError::NoProcesses));
+            }
+            (Launcher::Slurm(slurm), _) => slurm.workers(),
+            (_, Some(0)) => return Err(Error::Pool(PoolError::NoProcesses)),
+            (_, Some(n)) => n,
+            (_, None) => cpu_count(),
         };
         if self.maxtasks == Some(0) {
             return Err(Error::Pool(PoolError::MaxTasksPerChild));
@@ -503,6 +528,7 @@ impl PoolBuilder {
             self.maxtasks.map(|k| k as u64),
             self.task_timeout,
             init,
+            self.launcher,
         )?;
         let engine = shared.clone();
         let thread = std::thread::Builder::new()
@@ -538,6 +564,7 @@ impl fmt::Debug for PoolBuilder {
             .field("initializer", &self.init.as_ref().map(|(key, _)| key))
             .field("maxtasksperchild", &self.maxtasks)
             .field("task_timeout", &self.task_timeout)
+            .field("launcher", &self.launcher)
             .finish()
     }
 }

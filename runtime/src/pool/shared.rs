@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -16,7 +16,11 @@ use crate::os::fd::PortableFd;
 use crate::os::sys;
 use crate::pool::error::{PoolError, TaskError};
 use crate::pool::job::Job;
+use crate::launch::Launcher;
+use crate::launch::slurm::{Slurm, Step};
 use crate::pool::link::{Link, LocalLink, LocalSetup, SendFail};
+use crate::pool::remote::{RemoteArgs, RemoteLink, RemotePoolWorker};
+use crate::process::worker::Worker;
 use crate::pool::message::{Bytes, FromWorker, Item, Packet, TaskRef, ToWorkerRef};
 use crate::wire::codec;
 
@@ -51,6 +55,8 @@ pub(crate) struct Task {
     pub(super) len: usize,
     pub(super) job: Arc<Job>,
     pub(super) index: usize,
+    /// Workers on other machines lost while they held this task.
+    pub(super) tries: u32,
 }
 
 impl Task {
@@ -93,6 +99,8 @@ pub(crate) struct State {
     pub(super) oom_kills: Option<u64>,
     /// Workers in a row that ended before they sent any result.
     pub(super) early_deaths: usize,
+    /// Replacements of lost remote workers on their way.
+    pub(super) replacing: usize,
 }
 
 /// An eventfd that wakes the pool's thread.
@@ -113,6 +121,32 @@ pub(crate) struct Shared {
     pub(super) setup: LocalSetup,
     pub(crate) processes: usize,
     pub(super) task_timeout: Option<Duration>,
+    /// The launcher of workers on other machines, and its steps.
+    pub(super) remote: Option<RemoteSetup>,
+    /// This, for the threads that start replacements of remote workers.
+    pub(super) me: Weak<Shared>,
+}
+
+/// How a pool's workers on other machines were started.
+pub(super) struct RemoteSetup {
+    pub(super) slurm: Slurm,
+    /// The `srun` of each step started (the first, then one per replacement).
+    pub(super) steps: Mutex<Vec<Step>>,
+}
+
+impl RemoteSetup {
+    /// Ends the steps, giving each `grace` to end by itself.
+    pub(super) fn finish(&self, grace: Duration) {
+        let steps: Vec<Step> = self
+            .steps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for step in steps {
+            step.finish(grace);
+        }
+    }
 }
 
 impl Shared {
@@ -122,8 +156,10 @@ impl Shared {
         maxtasks: Option<u64>,
         task_timeout: Option<Duration>,
         init: Option<(&'static str, Item)>,
+        launcher: Launcher,
     ) -> Result<Arc<Shared>> {
         crate::pool::worker::keep_registered();
+        crate::pool::remote::keep_registered();
         let results: Queue<FromWorker> = Queue::new()?;
         let slots = crate::sync::RawArray::<u64>::zeroed(processes * 2)?;
         let setup = LocalSetup {
@@ -132,20 +168,16 @@ impl Shared {
             maxtasks,
             init: init.map(|(key, item)| (key, Arc::new(item))),
         };
-        let mut workers = Vec::with_capacity(processes);
-        for slot in 0..processes {
-            match LocalLink::start(&setup, slot as u32) {
-                Ok(link) => workers.push(Some(WorkerSlot::new(Box::new(link)))),
-                Err(e) => {
-                    for w in workers.iter().flatten() {
-                        w.link.kill();
-                        w.link.join();
-                    }
-                    return Err(e);
-                }
+        let (workers, remote) = match launcher {
+            Launcher::Local => (start_local(&setup, processes)?, None),
+            Launcher::Slurm(slurm) => {
+                let (workers, step) = start_remote(&setup, &slurm, 0, processes, None)?;
+                let steps = Mutex::new(vec![step]);
+                (workers, Some(RemoteSetup { slurm, steps }))
             }
-        }
-        Ok(Arc::new(Shared {
+        };
+        let bell = Bell(sys::eventfd()?);
+        Ok(Arc::new_cyclic(|me| Shared {
             state: Mutex::new(State {
                 phase: Phase::Running,
                 pending: VecDeque::new(),
@@ -157,13 +189,16 @@ impl Shared {
                 broken: None,
                 oom_kills: oom_kills(),
                 early_deaths: 0,
+                replacing: 0,
             }),
             stopped: Condvar::new(),
             results,
-            bell: Bell(sys::eventfd()?),
+            bell,
             setup,
             processes,
             task_timeout,
+            remote,
+            me: me.clone(),
         }))
     }
 
@@ -171,7 +206,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ring(&self) {
+    pub(super) fn ring(&self) {
         if let Err(e) = sys::eventfd_signal(self.bell.0.as_fd()) {
             log::warn!("cannot wake the pool's thread: {e}");
         }
@@ -212,6 +247,7 @@ impl Shared {
                 len: n,
                 job: job.clone(),
                 index,
+                tries: 0,
             };
             st.next_id += 1;
             index += n;
@@ -361,6 +397,12 @@ impl Shared {
                     w.sent += batch.len() as u64;
                     w.outstanding.extend(batch);
                 }
+                Err(SendFail::Refused(message)) => {
+                    let error = TaskError::failed(message);
+                    for task in batch {
+                        task.fail(&error);
+                    }
+                }
                 Err(fail) => {
                     if let SendFail::Gone(e) = &fail {
                         log::debug!("cannot hand tasks to {}: {e}", w.link.name());
@@ -373,6 +415,86 @@ impl Shared {
             }
         }
     }
+}
+
+/// Starts `processes` local workers.
+fn start_local(setup: &LocalSetup, processes: usize) -> Result<Vec<Option<WorkerSlot>>> {
+    let mut workers = Vec::with_capacity(processes);
+    for slot in 0..processes {
+        match LocalLink::start(setup, slot as u32) {
+            Ok(link) => workers.push(Some(WorkerSlot::new(Box::new(link)))),
+            Err(e) => {
+                for w in workers.iter().flatten() {
+                    w.link.kill();
+                    w.link.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(workers)
+}
+
+/// Starts `count` workers with `slurm` for the slots from `first` on (away from node
+/// `exclude`), and returns them with their step.
+pub(super) fn start_remote(
+    setup: &LocalSetup,
+    slurm: &Slurm,
+    first: usize,
+    count: usize,
+    exclude: Option<&str>,
+) -> Result<(Vec<Option<WorkerSlot>>, Step)> {
+    let init = match &setup.init {
+        Some((key, item)) if !item.fds.is_empty() => {
+            return Err(TaskError::failed(format!(
+                "the initializer `{key}` of a pool on other machines cannot take handles"
+            ))
+            .into());
+        }
+        Some((key, item)) => Some(((*key).to_owned(), item.bytes.clone())),
+        None => None,
+    };
+    let replacement;
+    let slurm = match exclude {
+        Some(_) => {
+            replacement = slurm.replacement(exclude);
+            &replacement
+        }
+        None => slurm,
+    };
+    let mut args = |rank: usize| -> Result<codec::Encoded> {
+        let args = RemoteArgs {
+            slot: (first + rank) as u32,
+            maxtasks: setup.maxtasks,
+            init: init.clone().map(|(key, bytes)| {
+                (
+                    key,
+                    Item {
+                        bytes,
+                        fds: Vec::new(),
+                    },
+                )
+            }),
+        };
+        Ok(codec::encode(&(args,))?)
+    };
+    let started = slurm.start(
+        RemotePoolWorker::KEY,
+        RemotePoolWorker::KIND,
+        count,
+        &mut args,
+    )?;
+    let mut workers = Vec::with_capacity(count);
+    for (rank, worker) in started.workers.into_iter().enumerate() {
+        let link = RemoteLink::new(
+            worker,
+            (first + rank) as u32,
+            setup.results.clone(),
+            slurm.heartbeat(),
+        )?;
+        workers.push(Some(WorkerSlot::new(Box::new(link))));
+    }
+    Ok((workers, started.step))
 }
 
 impl WorkerSlot {

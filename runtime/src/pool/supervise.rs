@@ -23,7 +23,7 @@ use nix::poll::PollFlags;
 use crate::os::sys;
 use crate::pool::error::{Lost, TaskError};
 use crate::pool::link::{Link, LocalLink};
-use crate::pool::shared::{Phase, Shared, State, WorkerSlot, oom_kills};
+use crate::pool::shared::{Phase, Shared, State, WorkerSlot, oom_kills, start_remote};
 use crate::pool::worker::RUNNING;
 use crate::process::handle::Sentinel;
 
@@ -76,10 +76,122 @@ impl Shared {
         self.dispatch(&mut st);
     }
 
+    /// A worker on another machine ended: it keeps no record of the task it ran, so
+    /// all the tasks it held go back to the front of the queue, each until it has lost
+    /// `retries` + 1 workers; a replacement is asked for, away from `node`.
+    fn on_remote_loss(&self, st: &mut State, slot: usize, w: WorkerSlot, node: String) {
+        let retries = self.remote.as_ref().map_or(0, |r| r.slurm.retry_limit());
+        let name = w.link.name().to_owned();
+        if !w.outstanding.is_empty() {
+            log::warn!(
+                "pool lost {name} on node {node} holding {} task(s): requeued",
+                w.outstanding.len()
+            );
+        }
+        let mut requeue = Vec::new();
+        for mut task in w.outstanding {
+            task.tries += 1;
+            if task.tries > retries {
+                let tries = task.tries;
+                task.fail(&TaskError::lost(Lost {
+                    worker: name.clone(),
+                    pid: None,
+                    exitcode: None,
+                    oom: false,
+                    unsent: false,
+                    node: Some(node.clone()),
+                    tries,
+                }));
+            } else {
+                requeue.push(task);
+            }
+        }
+        for task in requeue.into_iter().rev() {
+            st.pending.push_front(task);
+        }
+        let wanted = match st.phase {
+            Phase::Running => st.broken.is_none(),
+            Phase::Closed => st.broken.is_none() && (!st.pending.is_empty() || st.lazy > 0),
+            Phase::Terminating | Phase::Stopped => false,
+        };
+        if wanted {
+            self.replace_remote(st, slot, node.clone());
+        }
+        self.check_all_lost(st, &format!("the last, {name} on node {node}, was lost"));
+    }
+
+    /// Fails the pending tasks if no worker is left and none is on its way.
+    fn check_all_lost(&self, st: &mut State, last: &str) {
+        let none_left = st.workers.iter().all(Option::is_none) && st.replacing == 0;
+        if none_left && st.broken.is_none() && matches!(st.phase, Phase::Running | Phase::Closed)
+        {
+            let error = TaskError::broken(format!("every worker of the pool is gone ({last})"));
+            log::error!("{error}");
+            for task in st.pending.drain(..) {
+                task.fail(&error);
+            }
+            st.broken = Some(error);
+        }
+    }
+
+    /// Starts a replacement for the remote worker of `slot` on a thread of its own
+    /// (Slurm may take a while), away from `node`.
+    fn replace_remote(&self, st: &mut State, slot: usize, node: String) {
+        if self.remote.is_none() {
+            return;
+        }
+        let me = self.me.clone();
+        st.replacing += 1;
+        let spawned = std::thread::Builder::new()
+            .name("multiproc-pool-replace".into())
+            .spawn(move || {
+                let Some(shared) = me.upgrade() else { return };
+                let Some(remote) = &shared.remote else { return };
+                let started = start_remote(&shared.setup, &remote.slurm, slot, 1, Some(&node));
+                let mut st = shared.lock();
+                st.replacing -= 1;
+                let wanted = matches!(st.phase, Phase::Running | Phase::Closed)
+                    && st.broken.is_none()
+                    && st.workers.get(slot).is_some_and(Option::is_none);
+                match started {
+                    Ok((mut workers, step)) => {
+                        remote
+                            .steps
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(step);
+                        match workers.pop().flatten() {
+                            Some(w) if wanted => {
+                                log::info!("pool replaced the worker of slot {slot} with {}", w.link.name());
+                                st.workers[slot] = Some(w);
+                            }
+                            Some(w) => w.link.kill(),
+                            None => {}
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("pool cannot replace its lost worker on {node}: {e}");
+                        shared.check_all_lost(&mut st, &format!("no replacement: {e}"));
+                    }
+                }
+                shared.dispatch(&mut st);
+                drop(st);
+                shared.ring();
+            });
+        if let Err(e) = spawned {
+            st.replacing -= 1;
+            log::warn!("pool cannot start a replacement: {e}");
+        }
+    }
+
     fn on_exit(&self, st: &mut State, slot: usize) {
         let Some(w) = st.workers.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        if let Some(node) = w.link.node().map(str::to_owned) {
+            self.on_remote_loss(st, slot, w, node);
+            return;
+        }
         let exitcode = w.link.exitcode();
         let word_cell = self.setup.slots.atomic(slot * 2).ok();
         let word = word_cell.map_or(0, |c| c.load(Ordering::Acquire));
@@ -108,6 +220,8 @@ impl Shared {
                 exitcode,
                 oom,
                 unsent,
+                node: None,
+                tries: 1,
             })
         };
         let held = w.outstanding.iter().position(|t| t.id == last);
@@ -177,6 +291,10 @@ impl Shared {
 
     /// Starts workers for empty slots (after a failed start), if the pool wants them.
     pub(super) fn refill(&self, st: &mut State) {
+        if self.remote.is_some() {
+            // Remote replacements are started when a worker is lost, and take time.
+            return;
+        }
         let wanted = match st.phase {
             Phase::Running => st.broken.is_none(),
             Phase::Closed => st.broken.is_none() && !st.pending.is_empty(),

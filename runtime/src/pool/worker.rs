@@ -245,7 +245,7 @@ impl Outbox {
     }
 
     /// The sending thread.
-    fn send_loop(&self, results: &Queue<FromWorker>, slot: u32) {
+    fn send_loop(&self, send: &mut SendResults, slot: u32) {
         loop {
             let mut st = self.lock();
             while st.waiting.is_empty() && !st.closing {
@@ -269,7 +269,7 @@ impl Outbox {
             let batch = std::mem::take(&mut st.waiting);
             st.urgent = false;
             drop(st);
-            if let Err(e) = results.put(FromWorker::Results {
+            if let Err(e) = send(FromWorker::Results {
                 slot,
                 results: batch,
             }) {
@@ -281,8 +281,33 @@ impl Outbox {
     }
 }
 
+/// Where a worker's tasks come from: its queue, or its connection to the pool.
+pub(crate) trait Tasks {
+    /// The next packet if one is there now: `Ok(None)` if not, `Err(())` once the pool
+    /// is gone or has no more tasks for this worker.
+    fn try_next(&mut self) -> Result<Option<Packet>, ()>;
+    /// Waits for the next packet; `None` once the pool is gone or has no more.
+    fn next(&mut self) -> Option<Packet>;
+}
+
+impl Tasks for Queue<Packet> {
+    fn try_next(&mut self) -> Result<Option<Packet>, ()> {
+        match self.try_get() {
+            Ok(packet) => Ok(Some(packet)),
+            Err(TryGetError::Empty) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    fn next(&mut self) -> Option<Packet> {
+        self.get().ok()
+    }
+}
+
+/// Sends one message to the pool; `Err` once the pool is gone.
+pub(crate) type SendResults = Box<dyn FnMut(FromWorker) -> Result<(), String> + Send>;
+
 fn run(mut args: WorkerArgs) {
-    install_panic_hook();
     let word: &AtomicU64 = match args.slots.atomic(args.slot as usize * 2) {
         Ok(word) => word,
         Err(e) => {
@@ -290,14 +315,29 @@ fn run(mut args: WorkerArgs) {
             return;
         }
     };
-    if let Some((key, item)) = args.init.take() {
+    let results = args.results.clone();
+    let send: SendResults = Box::new(move |message| results.put(message).map_err(|e| e.to_string()));
+    let (slot, maxtasks, init) = (args.slot, args.maxtasks, args.init.take());
+    serve(slot, maxtasks, init, word, &mut args.tasks, send);
+}
+
+/// Runs a pool worker: the initializer, then tasks from `tasks` until they end, the
+/// pool is gone, or `maxtasks` have run; results go through `send` from a thread of
+/// their own. `word` is where the worker says which task it runs.
+pub(crate) fn serve(
+    slot: u32,
+    maxtasks: Option<u64>,
+    init: Option<(String, Item)>,
+    word: &AtomicU64,
+    tasks: &mut dyn Tasks,
+    mut send: SendResults,
+) {
+    install_panic_hook();
+    if let Some((key, item)) = init {
         let entry = registry::lookup(&key).map_err(|e| e.to_string());
         let outcome = run_init(entry.as_ref().map(|e| *e).map_err(String::as_str), item);
         if let Err(message) = outcome {
-            let _ = args.results.put(FromWorker::InitFailed {
-                slot: args.slot,
-                message,
-            });
+            let _ = send(FromWorker::InitFailed { slot, message });
             return;
         }
     }
@@ -307,11 +347,9 @@ fn run(mut args: WorkerArgs) {
     });
     let sending = {
         let outbox = outbox.clone();
-        let results = args.results.clone();
-        let slot = args.slot;
         std::thread::Builder::new()
             .name("multiproc-pool-results".into())
-            .spawn(move || outbox.send_loop(&results, slot))
+            .spawn(move || outbox.send_loop(&mut send, slot))
     };
     let sending = match sending {
         Ok(handle) => handle,
@@ -320,27 +358,27 @@ fn run(mut args: WorkerArgs) {
             return;
         }
     };
-    work(&args, word, &outbox);
+    work(tasks, maxtasks, word, &outbox);
     outbox.close();
     let _ = sending.join();
 }
 
-/// The task loop: runs tasks until the queue closes, the pool is gone, or the worker
-/// has run `maxtasks` tasks.
-fn work(args: &WorkerArgs, word: &AtomicU64, outbox: &Outbox) {
+/// The task loop: runs tasks until they end, the pool is gone, or the worker has run
+/// `maxtasks` tasks.
+fn work(tasks: &mut dyn Tasks, maxtasks: Option<u64>, word: &AtomicU64, outbox: &Outbox) {
     let mut entries: HashMap<u32, Result<&'static Entry, String>> = HashMap::new();
     let mut done: u64 = 0;
     loop {
-        let packet = match args.tasks.try_get() {
-            Ok(packet) => packet,
-            Err(TryGetError::Empty) => {
+        let packet = match tasks.try_next() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => {
                 outbox.hurry();
-                match args.tasks.get() {
-                    Ok(packet) => packet,
-                    Err(_) => return,
+                match tasks.next() {
+                    Some(packet) => packet,
+                    None => return,
                 }
             }
-            Err(_) => return,
+            Err(()) => return,
         };
         let message = packet
             .fds
@@ -379,7 +417,7 @@ fn work(args: &WorkerArgs, word: &AtomicU64, outbox: &Outbox) {
             if !outbox.push(TaskResult { id, nanos, pieces }) {
                 return;
             }
-            if args.maxtasks == Some(done) {
+            if maxtasks == Some(done) {
                 return;
             }
         }

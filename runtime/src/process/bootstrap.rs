@@ -40,13 +40,16 @@ pub(crate) const SELECTOR: &str = "--multiproc-child";
 const CHILD_FD: RawFd = 3;
 
 /// Identifies the protocol; a child of a different multiproc build refuses to start.
-const MAGIC: u32 = u32::from_le_bytes(*b"mpc1");
+pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"mpc1");
 
 /// Where a child gets its bootstrap from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
     /// A socket inherited from the parent as this descriptor.
     Inherited(RawFd),
+    /// A TCP address (`host:port`) to connect to and authenticate with the key in the
+    /// environment (see `remote`): a worker started on another machine.
+    Tcp(String),
 }
 
 /// The selector arguments: which entry to run, and where the bootstrap comes from.
@@ -67,25 +70,39 @@ impl Selector {
         let key = args.get(2).map(|k| String::from_utf8_lossy(k.as_ref()));
         let source = args.get(3).map(|s| String::from_utf8_lossy(s.as_ref()));
         Some(match (key, source) {
-            (Some(key), Some(source)) => match source
-                .strip_prefix("fd=")
-                .and_then(|n| n.parse::<RawFd>().ok())
-            {
-                Some(fd) if fd > 2 => Ok(Selector {
-                    key: key.into_owned(),
-                    source: Source::Inherited(fd),
-                }),
-                _ => Err(format!("the bootstrap source `{source}` is not `fd=<n>`")),
-            },
+            (Some(key), Some(source)) => {
+                if let Some(addr) = source.strip_prefix("tcp=").filter(|a| a.contains(':')) {
+                    return Some(Ok(Selector {
+                        key: key.into_owned(),
+                        source: Source::Tcp(addr.to_owned()),
+                    }));
+                }
+                match source
+                    .strip_prefix("fd=")
+                    .and_then(|n| n.parse::<RawFd>().ok())
+                {
+                    Some(fd) if fd > 2 => Ok(Selector {
+                        key: key.into_owned(),
+                        source: Source::Inherited(fd),
+                    }),
+                    _ => Err(format!(
+                        "the bootstrap source `{source}` is not `fd=<n>` or `tcp=<host:port>`"
+                    )),
+                }
+            }
             _ => Err(format!(
                 "`{SELECTOR}` needs a worker key and a bootstrap source"
             )),
         })
     }
 
-    fn to_args(&self) -> Vec<String> {
-        let Source::Inherited(fd) = self.source;
-        vec![SELECTOR.to_owned(), self.key.clone(), format!("fd={fd}")]
+    /// The arguments after the program name.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        let source = match &self.source {
+            Source::Inherited(fd) => format!("fd={fd}"),
+            Source::Tcp(addr) => format!("tcp={addr}"),
+        };
+        vec![SELECTOR.to_owned(), self.key.clone(), source]
     }
 }
 
@@ -261,12 +278,27 @@ pub(crate) enum AcceptError {
 /// The child's side: checks the channel named by `selector`, reads the bootstrap
 /// record and the arguments, and keeps the channel (close-on-exec) for the report.
 pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Frame, UnixStream), AcceptError> {
-    let Source::Inherited(fd) = selector.source;
+    let Source::Inherited(fd) = selector.source else {
+        return Err(AcceptError::NoChannel(
+            "a TCP bootstrap source is read by `remote`, not here".to_owned(),
+        ));
+    };
     let channel = inherited_channel(fd)?;
     let mut reader = FrameReader::default();
+    let (boot, args) = read_bootstrap(&mut reader, channel.as_fd(), &selector.key)?;
+    Ok((boot, args, channel))
+}
+
+/// Reads the bootstrap record and the arguments from `channel`, and checks that the
+/// record is of this protocol and names `key`.
+pub(crate) fn read_bootstrap(
+    reader: &mut FrameReader,
+    channel: BorrowedFd<'_>,
+    key: &str,
+) -> Result<(Bootstrap, Frame), AcceptError> {
     let garbled = |what: &str, e: FrameError| AcceptError::Garbled(format!("{what}: {e}"));
     let record = reader
-        .read_frame(channel.as_fd(), None)
+        .read_frame(channel, None)
         .map_err(|e| garbled("cannot read the bootstrap record", e))?
         .ok_or_else(|| {
             AcceptError::Garbled("the parent closed the channel before the bootstrap".into())
@@ -279,19 +311,19 @@ pub(crate) fn accept(selector: &Selector) -> Result<(Bootstrap, Frame, UnixStrea
             boot.magic
         )));
     }
-    if boot.key != selector.key {
+    if boot.key != key {
         return Err(AcceptError::Garbled(format!(
-            "the selector names `{}` but the bootstrap names `{}`",
-            selector.key, boot.key
+            "the selector names `{key}` but the bootstrap names `{}`",
+            boot.key
         )));
     }
     let args = reader
-        .read_frame(channel.as_fd(), None)
+        .read_frame(channel, None)
         .map_err(|e| garbled("cannot read the arguments", e))?
         .ok_or_else(|| {
             AcceptError::Garbled("the parent closed the channel before the arguments".into())
         })?;
-    Ok((boot, args, channel))
+    Ok((boot, args))
 }
 
 /// Takes descriptor `fd` as the bootstrap channel if it is a Unix socket connected to
@@ -396,6 +428,13 @@ mod tests {
             Selector::parse(&["prog", SELECTOR, "m::f", "tcp=x"]),
             Some(Err(_))
         ));
+        assert_eq!(
+            Selector::parse(&["prog", SELECTOR, "m::f", "tcp=node1:4000"]),
+            Some(Ok(Selector {
+                key: "m::f".into(),
+                source: Source::Tcp("node1:4000".into())
+            }))
+        );
     }
 
     #[test]

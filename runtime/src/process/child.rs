@@ -24,12 +24,13 @@ use nix::sys::signal::{self, SigHandler, Signal};
 use nix::unistd::{Pid, getppid};
 
 use crate::os::sys;
-use crate::process::bootstrap::{self, AcceptError, Selector};
+use crate::process::bootstrap::{self, AcceptError, Selector, Source};
 use crate::process::context::{self, ParentProcess};
 use crate::process::exit::{self, ExitRequest};
 use crate::process::logging;
 use crate::process::phase::{self, Phase};
 use crate::process::registry::{self, Outcome};
+use crate::process::remote;
 use crate::process::report::Report;
 
 /// What the panic hook saw of the worker's panic, printed once the child shuts down.
@@ -86,7 +87,13 @@ fn run_child(selector: &Selector) -> ! {
     // SAFETY: installs the default-ignore disposition; no handler code involved.
     let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 
-    let (boot, args, channel) = match bootstrap::accept(selector) {
+    // A child on another machine has no channel for a report, and no parent process
+    // here to watch: its connection (kept for the worker) is both.
+    let accepted = match &selector.source {
+        Source::Tcp(addr) => remote::accept(addr, &selector.key).map(|(b, a)| (b, a, None)),
+        Source::Inherited(_) => bootstrap::accept(selector).map(|(b, a, c)| (b, a, Some(c))),
+    };
+    let (boot, args, channel) = match accepted {
         Ok(accepted) => accepted,
         Err(AcceptError::NoChannel(message) | AcceptError::Garbled(message)) => {
             exit_now(2, &format!("multiproc: {message}\n"))
@@ -94,7 +101,10 @@ fn run_child(selector: &Selector) -> ! {
         Err(AcceptError::ParentGone) => die_with_parent(),
     };
 
-    let parent = watch_parent(boot.parent_pid);
+    let parent = match channel {
+        Some(_) => watch_parent(boot.parent_pid),
+        None => None,
+    };
     context::init_child(
         boot.name.clone(),
         boot.ident.clone(),
@@ -109,7 +119,7 @@ fn run_child(selector: &Selector) -> ! {
 
     let entry = match registry::lookup(&boot.key) {
         Ok(entry) => entry,
-        Err(e) => exit::end_child(1, Some((Report::Failed(e.to_string()), channel))),
+        Err(e) => exit::end_child(1, channel.map(|c| (Report::Failed(e.to_string()), c))),
     };
     phase::enter(Phase::Worker);
     log::info!("child process calling self.run()");
@@ -122,7 +132,7 @@ fn run_child(selector: &Selector) -> ! {
             None => (1, Some(panic_report(&*payload))),
         },
     };
-    exit::end_child(code, report.map(|report| (report, channel)))
+    exit::end_child(code, report.zip(channel))
 }
 
 /// A pidfd of the parent, and a thread that kills this process when the parent ends

@@ -19,6 +19,7 @@ pub(crate) mod handle;
 pub(crate) mod logging;
 pub(crate) mod phase;
 pub(crate) mod registry;
+pub(crate) mod remote;
 pub(crate) mod report;
 pub(crate) mod sentinel;
 mod started;
