@@ -19,8 +19,9 @@ const LAYERS: &[(&str, usize)] = &[
     ("process", 2),
     ("ipc", 3),
     ("sync", 4),
-    ("pool", 5),
-    ("manager", 5),
+    ("launch", 5),
+    ("pool", 6),
+    ("manager", 6),
 ];
 
 /// Modules at the root of the crate, above every layer.

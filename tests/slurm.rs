@@ -78,7 +78,9 @@ fn cluster() -> bool {
 /// The cluster's directory (where `slurm.conf` is).
 fn cluster_dir() -> PathBuf {
     let conf = PathBuf::from(std::env::var_os("SLURM_CONF").expect("SLURM_CONF is set"));
-    conf.parent().expect("slurm.conf is in a directory").to_owned()
+    conf.parent()
+        .expect("slurm.conf is in a directory")
+        .to_owned()
 }
 
 fn cluster_script() -> PathBuf {
@@ -105,7 +107,10 @@ impl Drop for Revive {
     fn drop(&mut self) {
         let node = self.0;
         let conf = std::env::var("SLURM_CONF").unwrap_or_default();
-        match Command::new("slurmd").args(["-N", node, "-f", &conf]).status() {
+        match Command::new("slurmd")
+            .args(["-N", node, "-f", &conf])
+            .status()
+        {
             Ok(status) if status.success() => {}
             other => {
                 eprintln!("cannot start slurmd {node} again: {other:?}");
@@ -223,11 +228,7 @@ fn a_worker_with_a_wrong_key_is_refused() {
         &mut std::fs::metadata(&forger).unwrap().permissions(),
         0o755,
     );
-    std::fs::set_permissions(
-        &forger,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&forger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let started = Pool::builder()
         .launcher(
             Slurm::new()
@@ -265,11 +266,7 @@ fn a_manager_here_is_used_from_workers_on_both_nodes() {
         .unwrap_or(ManagerAddress::Tcp(bound));
     let pool = Pool::builder().launcher(two_by_two()).build().unwrap();
     let jobs: Vec<_> = (0..40).map(|x| (address.clone(), key.clone(), x)).collect();
-    let nodes: BTreeSet<String> = pool
-        .starmap::<record>(jobs)
-        .unwrap()
-        .into_iter()
-        .collect();
+    let nodes: BTreeSet<String> = pool.starmap::<record>(jobs).unwrap().into_iter().collect();
     assert_eq!(nodes, BTreeSet::from(["n1".to_owned(), "n2".to_owned()]));
     let mut seen = manager.list_named::<u64>("seen").unwrap().to_vec().unwrap();
     seen.sort_unstable();

@@ -26,11 +26,11 @@ pub enum Launcher {
     #[default]
     Local,
     /// Tasks of a Slurm job step, connecting back over TCP.
-    Slurm(Slurm),
+    Slurm(Box<Slurm>),
 }
 
 impl From<Slurm> for Launcher {
     fn from(slurm: Slurm) -> Launcher {
-        Launcher::Slurm(slurm)
+        Launcher::Slurm(Box::new(slurm))
     }
 }

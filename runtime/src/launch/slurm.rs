@@ -246,7 +246,8 @@ impl Slurm {
         count: usize,
         args: &mut dyn FnMut(usize) -> Result<Encoded>,
     ) -> Result<Started> {
-        let fail = |message: String, refused: usize| Error::Launch(LaunchError::new(message, refused));
+        let fail =
+            |message: String, refused: usize| Error::Launch(LaunchError::new(message, refused));
         let bind_ip = self
             .address
             .as_deref()
@@ -257,8 +258,12 @@ impl Slurm {
         let port = listener.local_addr()?.port();
         let host = match &self.address {
             Some(address) => address.clone(),
-            None => hostname()
-                .ok_or_else(|| fail("this machine has no host name to give the workers".to_owned(), 0))?,
+            None => hostname().ok_or_else(|| {
+                fail(
+                    "this machine has no host name to give the workers".to_owned(),
+                    0,
+                )
+            })?,
         };
         let authkey = auth::random_bytes(32)?;
         let exe = std::env::current_exe()?;
@@ -273,12 +278,9 @@ impl Slurm {
             .args(selector.to_args())
             .env(AUTHKEY_ENV, to_hex(&authkey))
             .stdin(Stdio::null());
-        let child = command.spawn().map_err(|e| {
-            fail(
-                format!("cannot run `{}`: {e}", self.srun.display()),
-                0,
-            )
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|e| fail(format!("cannot run `{}`: {e}", self.srun.display()), 0))?;
         let mut step = Step { child: Some(child) };
         let deadline = Instant::now() + self.start_timeout;
         let mut admitted: Vec<(TcpStream, Hello)> = Vec::with_capacity(count);
@@ -340,14 +342,22 @@ impl Slurm {
             frames::send_frame(stream.as_fd(), &[&record], &[])
                 .and_then(|()| frames::send_frame(stream.as_fd(), &[&encoded.bytes], &[]))
                 .map_err(|e| fail(format!("cannot send {name} its bootstrap: {e}"), refused))?;
-            workers.push(Remote { stream, hello, name });
+            workers.push(Remote {
+                stream,
+                hello,
+                name,
+            });
         }
         Ok(Started { step, workers })
     }
 }
 
 /// Checks one connection: the key, then the hello of a worker for `key`.
-fn admit(stream: TcpStream, key: &str, authkey: &[u8]) -> std::result::Result<(TcpStream, Hello), String> {
+fn admit(
+    stream: TcpStream,
+    key: &str,
+    authkey: &[u8],
+) -> std::result::Result<(TcpStream, Hello), String> {
     let mut stream = stream;
     let setup = |s: &TcpStream| -> std::io::Result<()> {
         s.set_nonblocking(false)?;
@@ -397,7 +407,9 @@ pub(crate) struct Step {
 
 impl Step {
     fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn wait_until(&mut self, deadline: Instant) -> bool {

@@ -139,9 +139,11 @@ impl Tasks for Incoming {
 fn send_up(stream: &TcpStream, lock: &Mutex<()>, up: &Up) -> std::result::Result<(), String> {
     let encoded = codec::encode(up).map_err(|e| e.to_string())?;
     if !encoded.fds.is_empty() {
-        return Err("a result holds handles (queues, locks, shared memory), which cannot \
+        return Err(
+            "a result holds handles (queues, locks, shared memory), which cannot \
                     go to another machine"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
     frames::send_frame(stream.as_fd(), &[&encoded.bytes], &[]).map_err(|e| e.to_string())

@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::ipc::queue::Queue;
 use crate::ipc::wait::Waitable;
+use crate::launch::Launcher;
+use crate::launch::slurm::{Slurm, Step};
 use crate::os::fd::PortableFd;
 use crate::os::sys;
 use crate::pool::error::{PoolError, TaskError};
 use crate::pool::job::Job;
-use crate::launch::Launcher;
-use crate::launch::slurm::{Slurm, Step};
 use crate::pool::link::{Link, LocalLink, LocalSetup, SendFail};
+use crate::pool::message::{Bytes, FromWorker, Item, Packet, TaskRef, ToWorkerRef};
 use crate::pool::remote::{RemoteArgs, RemoteLink, RemotePoolWorker};
 use crate::process::worker::Worker;
-use crate::pool::message::{Bytes, FromWorker, Item, Packet, TaskRef, ToWorkerRef};
 use crate::wire::codec;
 
 /// Tasks handed to one worker and not yet answered, when nothing is known of their
@@ -173,7 +173,13 @@ impl Shared {
             Launcher::Slurm(slurm) => {
                 let (workers, step) = start_remote(&setup, &slurm, 0, processes, None)?;
                 let steps = Mutex::new(vec![step]);
-                (workers, Some(RemoteSetup { slurm, steps }))
+                (
+                    workers,
+                    Some(RemoteSetup {
+                        slurm: *slurm,
+                        steps,
+                    }),
+                )
             }
         };
         let bell = Bell(sys::eventfd()?);

@@ -123,8 +123,7 @@ impl Shared {
     /// Fails the pending tasks if no worker is left and none is on its way.
     fn check_all_lost(&self, st: &mut State, last: &str) {
         let none_left = st.workers.iter().all(Option::is_none) && st.replacing == 0;
-        if none_left && st.broken.is_none() && matches!(st.phase, Phase::Running | Phase::Closed)
-        {
+        if none_left && st.broken.is_none() && matches!(st.phase, Phase::Running | Phase::Closed) {
             let error = TaskError::broken(format!("every worker of the pool is gone ({last})"));
             log::error!("{error}");
             for task in st.pending.drain(..) {
@@ -162,7 +161,10 @@ impl Shared {
                             .push(step);
                         match workers.pop().flatten() {
                             Some(w) if wanted => {
-                                log::info!("pool replaced the worker of slot {slot} with {}", w.link.name());
+                                log::info!(
+                                    "pool replaced the worker of slot {slot} with {}",
+                                    w.link.name()
+                                );
                                 st.workers[slot] = Some(w);
                             }
                             Some(w) => w.link.kill(),

@@ -316,7 +316,8 @@ fn run(mut args: WorkerArgs) {
         }
     };
     let results = args.results.clone();
-    let send: SendResults = Box::new(move |message| results.put(message).map_err(|e| e.to_string()));
+    let send: SendResults =
+        Box::new(move |message| results.put(message).map_err(|e| e.to_string()));
     let (slot, maxtasks, init) = (args.slot, args.maxtasks, args.init.take());
     serve(slot, maxtasks, init, word, &mut args.tasks, send);
 }
