@@ -193,6 +193,16 @@ fn pool() {
 }
 
 #[test]
+fn cluster_pool() {
+    // The local form (the Slurm form runs in tests/slurm.rs's cluster).
+    let out = example("cluster_pool");
+    let stdout = lines(&out.stdout);
+    position(&stdout, "cluster_pool: started 4 workers");
+    position(&stdout, "cluster_pool: the squares of 0..1000 sum to 332833500");
+    position(&stdout, "cluster_pool: computed on this machine");
+}
+
+#[test]
 fn remote_manager() {
     let out = example("remote_manager");
     let stdout = lines(&out.stdout);

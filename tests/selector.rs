@@ -47,10 +47,17 @@ fn a_malformed_selector_runs_nothing() {
         .output()
         .unwrap();
     assert_refused(&out, "needs a worker key and a bootstrap source");
-    let out = selector_command("selector::must_not_run", "tcp=example:1")
+    let out = selector_command("selector::must_not_run", "udp=example:1")
         .output()
         .unwrap();
-    assert_refused(&out, "is not `fd=<n>`");
+    assert_refused(&out, "is not `fd=<n>` or `tcp=<host:port>`");
+    // A TCP source (a worker started on another node) needs the key in its
+    // environment, which a hand-made command line does not give it.
+    let out = selector_command("selector::must_not_run", "tcp=example:1")
+        .env_remove("MULTIPROC_AUTHKEY")
+        .output()
+        .unwrap();
+    assert_refused(&out, "holds no key");
 }
 
 #[test]

@@ -275,3 +275,33 @@ fn a_manager_here_is_used_from_workers_on_both_nodes() {
     pool.join().unwrap();
     manager.shutdown().unwrap();
 }
+
+#[test]
+fn the_cluster_pool_example_runs_on_both_nodes() {
+    let _serial = serial();
+    if !cluster() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples/cluster_pool");
+    let out = Command::new(&path)
+        .args(["--slurm", "2", "2"])
+        .output()
+        .expect("cargo test builds the examples");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cluster_pool: started 4 workers"), "{stdout}");
+    assert!(
+        stdout.contains("cluster_pool: the squares of 0..1000 sum to 332833500"),
+        "{stdout}"
+    );
+    let placed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_pool: computed on "))
+        .unwrap_or_default();
+    assert!(placed.contains("n1 (rank") && placed.contains("n2 (rank"), "{stdout}");
+}
