@@ -27,7 +27,9 @@ fn launcher(args: &[String]) -> Result<Launcher, String> {
         [] => Ok(Launcher::Local),
         [flag, nodes, per_node] if flag == "--slurm" => {
             let nodes = nodes.parse().map_err(|e| format!("nodes: {e}"))?;
-            let per_node = per_node.parse().map_err(|e| format!("tasks per node: {e}"))?;
+            let per_node = per_node
+                .parse()
+                .map_err(|e| format!("tasks per node: {e}"))?;
             Ok(Slurm::new().nodes(nodes).tasks_per_node(per_node).into())
         }
         _ => Err("usage: cluster_pool [--slurm <nodes> <tasks per node>]".to_owned()),

@@ -198,7 +198,10 @@ fn cluster_pool() {
     let out = example("cluster_pool");
     let stdout = lines(&out.stdout);
     position(&stdout, "cluster_pool: started 4 workers");
-    position(&stdout, "cluster_pool: the squares of 0..1000 sum to 332833500");
+    position(
+        &stdout,
+        "cluster_pool: the squares of 0..1000 sum to 332833500",
+    );
     position(&stdout, "cluster_pool: computed on this machine");
 }
 

@@ -294,7 +294,10 @@ fn the_cluster_pool_example_runs_on_both_nodes() {
         .expect("cargo test builds the examples");
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("cluster_pool: started 4 workers"), "{stdout}");
+    assert!(
+        stdout.contains("cluster_pool: started 4 workers"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("cluster_pool: the squares of 0..1000 sum to 332833500"),
         "{stdout}"
@@ -303,5 +306,8 @@ fn the_cluster_pool_example_runs_on_both_nodes() {
         .lines()
         .find_map(|l| l.strip_prefix("cluster_pool: computed on "))
         .unwrap_or_default();
-    assert!(placed.contains("n1 (rank") && placed.contains("n2 (rank"), "{stdout}");
+    assert!(
+        placed.contains("n1 (rank") && placed.contains("n2 (rank"),
+        "{stdout}"
+    );
 }
