@@ -311,3 +311,39 @@ fn the_cluster_pool_example_runs_on_both_nodes() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_manager_served_on_one_node_is_used_from_workers_on_the_other() {
+    let _serial = serial();
+    if !cluster() {
+        return;
+    }
+    let key = b"node key".to_vec();
+    let manager = Manager::serve_on(Slurm::new().srun_arg("--nodelist=n1"), &key).unwrap();
+    assert_eq!(
+        manager.pid(),
+        None,
+        "the server is not a child of this process"
+    );
+    let address = manager.address();
+    let pool = Pool::builder()
+        .launcher(
+            Slurm::new()
+                .nodes(1)
+                .tasks_per_node(2)
+                .srun_arg("--nodelist=n2"),
+        )
+        .build()
+        .unwrap();
+    let jobs: Vec<_> = (0..20).map(|x| (address.clone(), key.clone(), x)).collect();
+    let nodes: BTreeSet<String> = pool.starmap::<record>(jobs).unwrap().into_iter().collect();
+    assert_eq!(nodes, BTreeSet::from(["n2".to_owned()]));
+    let mut seen = manager.list_named::<u64>("seen").unwrap().to_vec().unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    pool.close();
+    pool.join().unwrap();
+    manager.shutdown().unwrap();
+    // The server and its step are gone: a new client is refused at once.
+    assert!(Manager::connect(&address, &key).is_err());
+}

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
+use crate::launch::Launcher;
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::managed::Managed;
 use crate::manager::protocol::{Init, Kind, Request, TypeTag};
@@ -21,6 +22,7 @@ use crate::manager::proxy::{
     BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
     LockProxy, ProxyCore, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
+use crate::manager::remote::{self, RemoteServer};
 use crate::manager::server::{self, ServerArgs, ServerWorker};
 use crate::manager::transport::{self, Conn, Endpoint, ManagerAddress, ToManagerAddress};
 use crate::os::fd::PortableFd;
@@ -82,6 +84,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 pub struct Manager {
     endpoint: Arc<Endpoint>,
     server: Option<Process<()>>,
+    /// A server started on another machine by a launcher.
+    remote: Mutex<Option<RemoteServer>>,
     shut_down: AtomicBool,
     stopping: Mutex<()>,
 }
@@ -161,6 +165,7 @@ impl Manager {
                 server_id,
             }),
             server: Some(process),
+            remote: Mutex::new(None),
             shut_down: AtomicBool::new(false),
             stopping: Mutex::new(()),
         };
@@ -168,6 +173,51 @@ impl Manager {
         // proxy call finds the connection open.
         let conn = Conn::open(&manager.endpoint)?;
         transport::adopt(&manager.endpoint, conn);
+        Ok(manager)
+    }
+
+    /// Starts the server where `launcher` runs workers, listening on TCP there at a
+    /// port the system picks, for clients holding `authkey`: with
+    /// [`Slurm`](crate::Slurm), on a node of the cluster (`srun` places it; pass
+    /// `srun_arg("--nodelist=<node>")` to choose the node), so that pool workers on
+    /// other nodes can use it by its [`address`](Self::address) and key.
+    /// [`Launcher::Local`](crate::Launcher::Local) is [`serve`](Self::serve) on every
+    /// address of this machine.
+    ///
+    /// The handle owns the server: [`shutdown`](Self::shutdown), or dropping it, stops
+    /// the server and its job step; if this program dies, the server leaves too.
+    ///
+    /// ```no_run
+    /// use multiproc::{Manager, Slurm};
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// let manager = Manager::serve_on(Slurm::new().srun_arg("--nodelist=n1"), b"key")?;
+    /// let seen = manager.list_named::<u64>("seen")?;
+    /// // ... pool workers on other nodes call Manager::connect(address, b"key") ...
+    /// println!("served at {} with {} items", manager.address(), seen.len()?);
+    /// manager.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serve_on(launcher: impl Into<Launcher>, authkey: impl AsRef<[u8]>) -> Result<Manager> {
+        let slurm = match launcher.into() {
+            Launcher::Local => return Manager::serve("0.0.0.0:0", authkey),
+            Launcher::Slurm(slurm) => slurm,
+        };
+        let server_id = auth::random_u64()?;
+        let (address, server) = remote::start(&slurm, authkey.as_ref(), server_id)?;
+        let manager = match Manager::connect(address.as_str(), authkey.as_ref()) {
+            Ok(manager) => manager,
+            Err(e) => {
+                server.finish();
+                return Err(e);
+            }
+        };
+        log::debug!("manager started at {address} by {slurm:?}");
+        *manager
+            .remote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(server);
         Ok(manager)
     }
 
@@ -187,6 +237,7 @@ impl Manager {
         Ok(Manager {
             endpoint,
             server: None,
+            remote: Mutex::new(None),
             shut_down: AtomicBool::new(false),
             stopping: Mutex::new(()),
         })
@@ -238,7 +289,25 @@ impl Manager {
                     Ok(_) => Ok(()),
                 }
             }
-            None => Ok(()),
+            None => {
+                let remote = self
+                    .remote
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                match remote {
+                    Some(remote) => {
+                        let asked = transport::call(&self.endpoint, &Request::Shutdown);
+                        remote.finish();
+                        match asked {
+                            Err(crate::error::Error::Manager(e)) if e.is_disconnected() => Ok(()),
+                            Err(e) => Err(e),
+                            Ok(_) => Ok(()),
+                        }
+                    }
+                    None => Ok(()),
+                }
+            }
         };
         transport::forget(&self.endpoint);
         result
@@ -444,7 +513,12 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        let remote = self
+            .remote
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if self.server.is_some() || remote {
             if let Err(e) = self.shutdown() {
                 log::debug!("manager shutdown at drop failed: {e}");
             }

@@ -8,6 +8,7 @@ pub(crate) mod handle;
 pub(crate) mod managed;
 pub(crate) mod protocol;
 pub(crate) mod proxy;
+pub(crate) mod remote;
 pub(crate) mod server;
 pub(crate) mod transport;
 

@@ -92,7 +92,7 @@ enum Listener {
 }
 
 /// Serves until a `Shutdown` request arrives.
-fn run(args: ServerArgs) -> io::Result<()> {
+pub(crate) fn run(args: ServerArgs) -> io::Result<()> {
     let fd: OwnedFd = args.listener.try_clone_owned()?;
     drop(args.listener);
     let listener_fd = fd.as_raw_fd();
