@@ -224,10 +224,6 @@ fn a_worker_with_a_wrong_key_is_refused() {
         "#!/bin/sh\nMULTIPROC_AUTHKEY=00112233445566778899aabbccddeeff exec srun \"$@\"\n",
     )
     .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&forger).unwrap().permissions(),
-        0o755,
-    );
     std::fs::set_permissions(&forger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let started = Pool::builder()
         .launcher(

@@ -454,3 +454,49 @@ impl Drop for Step {
         // `step` holds a reaped child now: its own drop returns at once.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srun_gets_the_options_asked_for() {
+        let slurm = Slurm::new()
+            .nodes(2)
+            .tasks_per_node(3)
+            .partition("short")
+            .time("5:00")
+            .bcast(None)
+            .srun_arg("--exclusive");
+        assert_eq!(slurm.workers(), 6);
+        let args = slurm.srun_args(slurm.workers());
+        for wanted in [
+            "--nodes=2",
+            "--ntasks-per-node=3",
+            "--ntasks=6",
+            "--partition=short",
+            "--time=5:00",
+            "--bcast",
+            "--kill-on-bad-exit=0",
+            "--input=none",
+            "--exclusive",
+        ] {
+            assert!(args.iter().any(|a| a == wanted), "{wanted} not in {args:?}");
+        }
+        assert_eq!(Slurm::new().ntasks(5).nodes(2).workers(), 5);
+        assert_eq!(Slurm::new().workers(), 1);
+    }
+
+    #[test]
+    fn a_replacement_is_one_task_away_from_the_lost_node() {
+        let one = Slurm::new()
+            .nodes(2)
+            .tasks_per_node(2)
+            .replacement(Some("n2"));
+        assert_eq!(one.workers(), 1);
+        let args = one.srun_args(1);
+        assert!(args.iter().any(|a| a == "--exclude=n2"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--ntasks=1"), "{args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--nodes")), "{args:?}");
+    }
+}
