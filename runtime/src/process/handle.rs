@@ -18,11 +18,13 @@ use crate::process::bootstrap::{self, Bootstrap};
 use crate::process::context;
 use crate::process::error::{ChildError, ProcessError};
 use crate::process::exit;
+use crate::process::forkserver;
 use crate::process::logging;
 use crate::process::phase;
 use crate::process::registry;
 use crate::process::report::Report;
 pub(crate) use crate::process::sentinel::Sentinel;
+use crate::process::start::{self, StartMethod};
 use crate::process::started::{Child, Reports, lock};
 use crate::process::worker::Worker;
 use crate::wire::codec::{self, Encoded};
@@ -102,6 +104,8 @@ pub(super) struct State {
     pub(super) name: String,
     pub(super) daemon: bool,
     ident: Vec<u32>,
+    /// The start method chosen for this process; the program's if `None`.
+    start_method: Option<StartMethod>,
     pub(super) phase: Phase,
 }
 
@@ -136,6 +140,7 @@ impl<R> Process<R> {
                     name,
                     daemon: context::current_daemon(),
                     ident,
+                    start_method: None,
                     phase: Phase::Initial(codec::encode(&args)),
                 }),
             }),
@@ -191,6 +196,26 @@ impl<R> Process<R> {
         Ok(self)
     }
 
+    /// Chooses how this process will be started, instead of the program's method
+    /// ([`set_start_method`](crate::set_start_method)); only before the start
+    /// ([`ProcessError::StartMethodAfterStart`] after it).
+    pub fn set_start_method(&mut self, method: StartMethod) -> Result<&mut Self> {
+        let mut state = self.state();
+        match state.phase {
+            Phase::Initial(_) => state.start_method = Some(method),
+            Phase::Started { .. } => return Err(ProcessError::StartMethodAfterStart.into()),
+            Phase::Closed { .. } => return Err(ProcessError::Closed.into()),
+        }
+        drop(state);
+        Ok(self)
+    }
+
+    /// The same as [`set_start_method`](Self::set_start_method), builder-style.
+    pub fn with_start_method(mut self, method: StartMethod) -> Result<Self> {
+        self.set_start_method(method)?;
+        Ok(self)
+    }
+
     /// The child's process id; `None` before the start and after [`close`](Self::close).
     pub fn pid(&self) -> Option<u32> {
         match &self.state().phase {
@@ -230,7 +255,11 @@ impl<R> Process<R> {
             state.daemon,
             parent,
         );
-        let launched = bootstrap::launch(&boot, args)?;
+        let method = state.start_method.unwrap_or_else(start::get_start_method);
+        let launched = match method {
+            StartMethod::Spawn => bootstrap::launch(&boot, args)?,
+            StartMethod::ForkServer => forkserver::client::launch(&boot, args)?,
+        };
         log::trace!("started {} (pid {})", state.name, launched.pid);
         state.phase = Phase::Started {
             child: Arc::new(Child {
@@ -372,6 +401,13 @@ impl<R> Process<R> {
     /// `-15` unless it handles the signal. Does nothing if the child has ended.
     pub fn terminate(&self) -> Result<()> {
         self.signal("terminate", Signal::SIGTERM)
+    }
+
+    /// Sends `SIGINT` to the child (Python 3.14's `interrupt`). Unless the worker
+    /// handles the signal, its exit code becomes `-2`. Does nothing if the child has
+    /// ended.
+    pub fn interrupt(&self) -> Result<()> {
+        self.signal("interrupt", Signal::SIGINT)
     }
 
     /// Sends `SIGKILL` to the child. Its exit code becomes `-9`. Does nothing if the

@@ -1,0 +1,238 @@
+//! The server's side: the loop that reads requests from the parent and forks a child
+//! for each, and what the forked child does before it runs the child path.
+
+use std::ffi::CString;
+use std::io::{IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
+};
+use nix::unistd::getppid;
+
+use crate::process::bootstrap::{self, AcceptError, Selector, Source};
+use crate::process::forkserver::{MAGIC, MAX_REQUEST, REQUEST_FDS, Request};
+use crate::wire::codec;
+
+/// Runs the server on the channel named by `selector` and never returns; each forked
+/// child continues in `run_child` (the child path of an exec'd child).
+pub(crate) fn serve(selector: &Selector, run_child: fn(&Selector) -> !) -> ! {
+    let sock = match bootstrap::inherited_channel_of(selector) {
+        Ok(sock) => sock,
+        Err(AcceptError::NoChannel(m) | AcceptError::Garbled(m)) => {
+            leave(2, &format!("multiproc: {m}\n"))
+        }
+        // The parent is gone before the first request: nothing to serve.
+        Err(AcceptError::ParentGone) => leave(0, ""),
+    };
+    if let Err(e) = setsockopt(&sock, sockopt::PassCred, &true) {
+        leave(
+            2,
+            &format!("multiproc: fork server: cannot check senders: {e}\n"),
+        );
+    }
+    // A Ctrl-C at the terminal goes to the whole process group: the server outlives it
+    // for as long as the parent does; children get the default back.
+    // SAFETY: installs the ignore disposition; no handler code involved.
+    let _ = unsafe { signal::signal(Signal::SIGINT, SigHandler::SigIgn) };
+    loop {
+        let (request, fds) = match read_request(&sock) {
+            Ok(Some(got)) => got,
+            // The parent closed its end: it ended, and so does the server.
+            Ok(None) => leave(0, ""),
+            Err(message) => leave(
+                2,
+                &format!("multiproc: fork server: {message}; no child started, leaving\n"),
+            ),
+        };
+        let pid = fork_child(&sock, request, fds, run_child);
+        if let Err(e) = write_all(&sock, &pid.to_le_bytes()) {
+            leave(
+                0,
+                &format!("multiproc: fork server: cannot answer the parent: {e}\n"),
+            );
+        }
+    }
+}
+
+/// Reads one request and its descriptors; `Ok(None)` at the end of the stream.
+/// Every piece must come from the parent: a request sent by any other process (one
+/// that got hold of the socket) is refused, and the server ends.
+fn read_request(sock: &UnixStream) -> Result<Option<(Request, Vec<OwnedFd>)>, String> {
+    let parent = getppid().as_raw();
+    let mut buf = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut wanted = 8usize;
+    while buf.len() < wanted {
+        let mut chunk = vec![0u8; wanted - buf.len()];
+        let mut cmsg = nix::cmsg_space!([RawFd; REQUEST_FDS], UnixCredentials);
+        let mut iov = [IoSliceMut::new(&mut chunk)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => msg,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECONNRESET) => return Ok(None),
+            Err(e) => return Err(format!("cannot read a request: {e}")),
+        };
+        let read = msg.bytes;
+        let mut sender = None;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| format!("bad control message: {e}"))?
+        {
+            match c {
+                ControlMessageOwned::ScmRights(raw) => {
+                    // SAFETY: the kernel just installed these descriptors in this
+                    // process for this message; nothing else owns them.
+                    fds.extend(
+                        raw.into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
+                }
+                ControlMessageOwned::ScmCredentials(creds) => sender = Some(creds.pid()),
+                _ => {}
+            }
+        }
+        if read == 0 && buf.is_empty() && fds.is_empty() {
+            return Ok(None);
+        }
+        if read == 0 {
+            return Err("the request ended early".into());
+        }
+        if sender != Some(parent) {
+            return Err(format!(
+                "a request came from process {}, not from the parent {parent}: refused",
+                sender.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+            ));
+        }
+        buf.extend_from_slice(&chunk[..read]);
+        if buf.len() == 8 && wanted == 8 {
+            let magic = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+            if magic != MAGIC || len > MAX_REQUEST {
+                return Err("a request of an unknown protocol".into());
+            }
+            wanted = 8 + len;
+        }
+    }
+    if fds.len() != REQUEST_FDS {
+        return Err(format!(
+            "a request came with {} descriptors, not 3",
+            fds.len()
+        ));
+    }
+    let request: Request =
+        codec::decode_record(&buf[8..]).map_err(|e| format!("a garbled request: {e}"))?;
+    Ok(Some((request, fds)))
+}
+
+/// Forks the child for `request` as a child of the parent (`CLONE_PARENT`); returns
+/// its pid, or `-errno` if the fork failed. In the child, never returns.
+fn fork_child(
+    sock: &UnixStream,
+    request: Request,
+    fds: Vec<OwnedFd>,
+    run_child: fn(&Selector) -> !,
+) -> i32 {
+    // A raw clone, as fork(2) with one more flag: the server is single-threaded, so no
+    // lock is held by another thread across it. glibc's `raise` and `abort` use the
+    // kernel's thread id, not a cached one, so they stay right in the child.
+    // SAFETY: clone without CLONE_VM and without a new stack returns twice, like fork;
+    // the child only touches its own copy of this single thread's memory.
+    let pid = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_clone,
+            (nix::libc::CLONE_PARENT | nix::libc::SIGCHLD) as nix::libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        0 => become_child(sock, request, fds, run_child),
+        pid if pid > 0 => i32::try_from(pid).unwrap_or(-nix::libc::EOVERFLOW),
+        _ => -Errno::last_raw(),
+    }
+}
+
+/// In the forked child: drop the server's socket, take the parent's stdout, stderr,
+/// environment, working directory and umask, give `SIGINT` its default back, and run
+/// the child path on the bootstrap channel.
+fn become_child(
+    sock: &UnixStream,
+    request: Request,
+    fds: Vec<OwnedFd>,
+    run_child: fn(&Selector) -> !,
+) -> ! {
+    // SAFETY: the child's copy of the server's socket, closed once; `sock` is never
+    // used again in this process (this function does not return).
+    unsafe { nix::libc::close(sock.as_raw_fd()) };
+    let mut fds = fds.into_iter();
+    let (Some(channel), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
+        leave(
+            2,
+            "multiproc: fork server: a request without its descriptors\n",
+        )
+    };
+    for (fd, target) in [(&stdout, 1), (&stderr, 2)] {
+        // SAFETY: dup2 onto the standard descriptor; the source stays owned.
+        unsafe { nix::libc::dup2(fd.as_fd().as_raw_fd(), target) };
+    }
+    drop((stdout, stderr));
+    set_environment(&request.env);
+    if let Some(cwd) = request.cwd.and_then(|c| CString::new(c).ok()) {
+        // A directory removed since leaves the server's: the exec'd child could not
+        // have entered it either, by name.
+        // SAFETY: chdir with a NUL-terminated path.
+        unsafe { nix::libc::chdir(cwd.as_ptr()) };
+    }
+    // SAFETY: umask only sets the process's file mode mask.
+    unsafe { nix::libc::umask(request.umask as nix::libc::mode_t) };
+    // SAFETY: installs the default disposition; no handler code involved.
+    let _ = unsafe { signal::signal(Signal::SIGINT, SigHandler::SigDfl) };
+    let selector = Selector {
+        key: request.key,
+        source: Source::Inherited(channel.as_raw_fd()),
+    };
+    // The child path takes the channel over by its number.
+    std::mem::forget(channel);
+    run_child(&selector)
+}
+
+/// Replaces the environment with `env`.
+fn set_environment(env: &[(Vec<u8>, Vec<u8>)]) {
+    // SAFETY: this process has one thread (just forked from a single-threaded server),
+    // so nothing reads the environment concurrently.
+    unsafe { nix::libc::clearenv() };
+    for (key, value) in env {
+        if let (Ok(k), Ok(v)) = (CString::new(key.clone()), CString::new(value.clone())) {
+            // SAFETY: as above; both strings are NUL-terminated.
+            unsafe { nix::libc::setenv(k.as_ptr(), v.as_ptr(), 1) };
+        }
+    }
+}
+
+fn write_all(sock: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::send;
+    while !bytes.is_empty() {
+        match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn leave(code: i32, message: &str) -> ! {
+    let _ = std::io::stderr().lock().write_all(message.as_bytes());
+    std::process::exit(code)
+}
