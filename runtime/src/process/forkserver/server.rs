@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use nix::errno::Errno;
-use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
 };
@@ -35,9 +35,10 @@ pub(crate) fn serve(selector: &Selector, run_child: fn(&Selector) -> !) -> ! {
         );
     }
     // A Ctrl-C at the terminal goes to the whole process group: the server outlives it
-    // for as long as the parent does; children get the default back.
-    // SAFETY: installs the ignore disposition; no handler code involved.
-    let _ = unsafe { signal::signal(Signal::SIGINT, SigHandler::SigIgn) };
+    // for as long as the parent does. Blocked, not ignored: a child unblocks it, and an
+    // interrupt sent to the child between the fork and that point is then delivered
+    // (an ignored one would be lost).
+    let _ = interrupts(SigmaskHow::SIG_BLOCK);
     loop {
         let (request, fds) = match read_request(&sock) {
             Ok(Some(got)) => got,
@@ -164,7 +165,7 @@ fn fork_child(
 }
 
 /// In the forked child: drop the server's socket, take the parent's stdout, stderr,
-/// environment, working directory and umask, give `SIGINT` its default back, and run
+/// environment, working directory and umask, unblock `SIGINT`, and run
 /// the child path on the bootstrap channel.
 fn become_child(
     sock: &UnixStream,
@@ -196,8 +197,7 @@ fn become_child(
     }
     // SAFETY: umask only sets the process's file mode mask.
     unsafe { nix::libc::umask(request.umask as nix::libc::mode_t) };
-    // SAFETY: installs the default disposition; no handler code involved.
-    let _ = unsafe { signal::signal(Signal::SIGINT, SigHandler::SigDfl) };
+    let _ = interrupts(SigmaskHow::SIG_UNBLOCK);
     let selector = Selector {
         key: request.key,
         source: Source::Inherited(channel.as_raw_fd()),
@@ -218,6 +218,13 @@ fn set_environment(env: &[(Vec<u8>, Vec<u8>)]) {
             unsafe { nix::libc::setenv(k.as_ptr(), v.as_ptr(), 1) };
         }
     }
+}
+
+/// Blocks or unblocks `SIGINT` for this (single) thread.
+fn interrupts(how: SigmaskHow) -> nix::Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    signal::sigprocmask(how, Some(&set), None)
 }
 
 fn write_all(sock: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
