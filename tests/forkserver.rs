@@ -308,3 +308,40 @@ fn children_see_the_parents_current_surroundings() {
         assert!(common::lines(&out.stdout).contains(&"surroundings seen".to_owned()));
     }
 }
+
+#[multiproc::worker]
+fn triple(x: u64) -> u64 {
+    x * 3
+}
+
+#[test]
+fn pools_start_their_workers_the_builders_way() {
+    const NAME: &str = "pools_start_their_workers_the_builders_way";
+    if is_helper(NAME) {
+        multiproc::set_start_method(StartMethod::Spawn).unwrap();
+        let pool = multiproc::Pool::builder()
+            .processes(2)
+            .start_method(StartMethod::Spawn)
+            .build()
+            .unwrap();
+        assert_eq!(pool.map::<triple>([1, 2, 3]).unwrap(), [3, 6, 9]);
+        assert_eq!(multiproc::__private::forkserver_pid(), None);
+        drop(pool);
+        let pool = multiproc::Pool::builder()
+            .processes(2)
+            .start_method(StartMethod::ForkServer)
+            .build()
+            .unwrap();
+        assert_eq!(pool.map::<triple>([4, 5]).unwrap(), [12, 15]);
+        assert!(multiproc::__private::forkserver_pid().is_some());
+        println!("pools done");
+        return;
+    }
+    let out = common::run_helper(NAME);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(common::lines(&out.stdout).contains(&"pools done".to_owned()));
+}

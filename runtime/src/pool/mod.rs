@@ -33,6 +33,7 @@ pub use worker::{set_worker_state, worker_state, worker_state_or_init};
 
 use crate::error::{Error, Result};
 use crate::process::context::cpu_count;
+use crate::process::start::StartMethod;
 use crate::process::worker::Worker;
 use crate::wire::codec;
 use crate::wire::error::CodecError;
@@ -443,9 +444,18 @@ pub struct PoolBuilder {
     init: Option<(&'static str, std::result::Result<Item, CodecError>)>,
     maxtasks: Option<usize>,
     task_timeout: Option<Duration>,
+    start_method: Option<StartMethod>,
 }
 
 impl PoolBuilder {
+    /// How the workers are started (Python's `Pool(context=get_context(method))`);
+    /// the program's start method ([`set_start_method`](crate::set_start_method)) if
+    /// not set. Applies to the workers that replace others too.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
     /// The number of workers; [`cpu_count`] if not set. 0 is an error at `build`.
     pub fn processes(mut self, processes: usize) -> Self {
         self.processes = Some(processes);
@@ -503,6 +513,7 @@ impl PoolBuilder {
             self.maxtasks.map(|k| k as u64),
             self.task_timeout,
             init,
+            self.start_method,
         )?;
         let engine = shared.clone();
         let thread = std::thread::Builder::new()

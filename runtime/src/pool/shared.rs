@@ -122,6 +122,7 @@ impl Shared {
         maxtasks: Option<u64>,
         task_timeout: Option<Duration>,
         init: Option<(&'static str, Item)>,
+        start_method: Option<crate::process::start::StartMethod>,
     ) -> Result<Arc<Shared>> {
         crate::pool::worker::keep_registered();
         let results: Queue<FromWorker> = Queue::new()?;
@@ -131,6 +132,7 @@ impl Shared {
             slots,
             maxtasks,
             init: init.map(|(key, item)| (key, Arc::new(item))),
+            start_method,
         };
         let mut workers = Vec::with_capacity(processes);
         for slot in 0..processes {
