@@ -173,9 +173,6 @@ fn become_child(
     fds: Vec<OwnedFd>,
     run_child: fn(&Selector) -> !,
 ) -> ! {
-    // SAFETY: the child's copy of the server's socket, closed once; `sock` is never
-    // used again in this process (this function does not return).
-    unsafe { nix::libc::close(sock.as_raw_fd()) };
     let mut fds = fds.into_iter();
     let (Some(channel), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
         leave(
@@ -183,6 +180,19 @@ fn become_child(
             "multiproc: fork server: a request without its descriptors\n",
         )
     };
+    // The channel takes the place of the child's copy of the server's socket: the
+    // number the selector arguments (the server's, `fd=<n>`) name, as in an exec'd
+    // child. `sock` is never used again in this process (this function does not
+    // return).
+    let at = sock.as_raw_fd();
+    // SAFETY: dup2 closes the copy of the server's socket and puts the channel there.
+    if unsafe { nix::libc::dup2(channel.as_raw_fd(), at) } < 0 {
+        leave(
+            2,
+            "multiproc: fork server: cannot place the bootstrap channel\n",
+        )
+    }
+    drop(channel);
     for (fd, target) in [(&stdout, 1), (&stderr, 2)] {
         // SAFETY: dup2 onto the standard descriptor; the source stays owned.
         unsafe { nix::libc::dup2(fd.as_fd().as_raw_fd(), target) };
@@ -200,10 +210,8 @@ fn become_child(
     let _ = interrupts(SigmaskHow::SIG_UNBLOCK);
     let selector = Selector {
         key: request.key,
-        source: Source::Inherited(channel.as_raw_fd()),
+        source: Source::Inherited(at),
     };
-    // The child path takes the channel over by its number.
-    std::mem::forget(channel);
     run_child(&selector)
 }
 
