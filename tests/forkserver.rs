@@ -345,3 +345,22 @@ fn pools_start_their_workers_the_builders_way() {
     );
     assert!(common::lines(&out.stdout).contains(&"pools done".to_owned()));
 }
+
+#[test]
+fn the_server_holds_nothing_of_the_program_but_its_channel() {
+    // A pipe without close-on-exec, open when the server may start.
+    let (read, write) = nix::unistd::pipe().unwrap();
+    let p = double::process(5)
+        .with_start_method(StartMethod::ForkServer)
+        .unwrap();
+    p.start().unwrap();
+    assert_eq!(p.join_value().unwrap(), 10);
+    let server = multiproc::__private::forkserver_pid().unwrap();
+    let fds: Vec<i32> = std::fs::read_dir(format!("/proc/{server}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    assert_eq!(fds.len(), 4, "{fds:?}");
+    assert!(fds.iter().all(|fd| (0..=4).contains(fd)), "{fds:?}");
+    drop((read, write));
+}

@@ -55,11 +55,15 @@ use crate::wire::error::CodecError;
 ///
 /// # How it runs
 ///
-/// [`start`](Self::start) starts this same program again (`/proc/self/exe`, with
-/// `posix_spawn`, so the parent's memory is not copied) with arguments that name the
-/// worker. The new process runs the worker before its `main`, and the arguments, the
-/// name and the logging set-up reach it over a private socket. Its stdout and stderr are
-/// the parent's; its stdin is `/dev/null`.
+/// [`start`](Self::start) starts this same program again with arguments that name the
+/// worker, by the process's [`StartMethod`](crate::StartMethod): with the fork server
+/// (the default), a single-threaded copy of the program exec'd once forks the new
+/// process as a child of this one; with `Spawn`, `/proc/self/exe` is started with
+/// `posix_spawn`. Either way the parent's memory is not copied. The new process runs
+/// the worker before its `main`, and the arguments, the name and the logging set-up
+/// reach it over a private socket. Its stdout and stderr are the parent's, and so are
+/// its environment, working directory and umask at the start; its stdin is
+/// `/dev/null`.
 ///
 /// # Errors and exit codes
 ///
@@ -81,8 +85,9 @@ use crate::wire::error::CodecError;
 /// it end, so no zombie is left; the pid is then never signalled again.
 ///
 /// In the child, [`std::env::args`] are the selector arguments
-/// (`--multiproc-child <worker> fd=<n>`), not the parent's: give the worker what it
-/// needs as its arguments. A program built with `panic = "abort"` still prints the
+/// (`--multiproc-child <worker> fd=<n>`; with the fork server, the server's:
+/// `--multiproc-child multiproc::forkserver fd=<n>`), not the parent's: give the worker
+/// what it needs as its arguments. A program built with `panic = "abort"` still prints the
 /// `Process <name>:` report of a panicking worker, but the child then ends with
 /// `SIGABRT` (exit code `-6`) instead of 1. A child's output goes straight to the
 /// inherited descriptors, so `cargo test` does not capture it. Unlike Python, a child

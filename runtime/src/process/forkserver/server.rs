@@ -14,7 +14,8 @@ use nix::sys::socket::{
 use nix::unistd::getppid;
 
 use crate::process::bootstrap::{self, AcceptError, Selector, Source};
-use crate::process::forkserver::{MAGIC, MAX_REQUEST, REQUEST_FDS, Request};
+use crate::process::forkserver::{MAGIC, MAX_REQUEST, REQUEST_FDS, Request, SERVER_KEY};
+use crate::process::registry;
 use crate::wire::codec;
 
 /// Runs the server on the channel named by `selector` and never returns; each forked
@@ -28,6 +29,10 @@ pub(crate) fn serve(selector: &Selector, run_child: fn(&Selector) -> !) -> ! {
         // The parent is gone before the first request: nothing to serve.
         Err(AcceptError::ParentGone) => leave(0, ""),
     };
+    // Keep nothing else the parent had open without close-on-exec: the server lives as
+    // long as the program, and a pipe end it held would keep the pipe's reader from
+    // ever seeing its end. Each child gets what it needs with its request.
+    close_all_but(sock.as_raw_fd());
     if let Err(e) = setsockopt(&sock, sockopt::PassCred, &true) {
         leave(
             2,
@@ -39,6 +44,8 @@ pub(crate) fn serve(selector: &Selector, run_child: fn(&Selector) -> !) -> ! {
     // interrupt sent to the child between the fork and that point is then delivered
     // (an ignored one would be lost).
     let _ = interrupts(SigmaskHow::SIG_BLOCK);
+    // Built once here, the index of workers is ready in every forked child.
+    let _ = registry::lookup(SERVER_KEY);
     loop {
         let (request, fds) = match read_request(&sock) {
             Ok(Some(got)) => got,
@@ -226,6 +233,23 @@ fn set_environment(env: &[(Vec<u8>, Vec<u8>)]) {
             unsafe { nix::libc::setenv(k.as_ptr(), v.as_ptr(), 1) };
         }
     }
+}
+
+/// Closes every descriptor above stderr but `keep`.
+fn close_all_but(keep: RawFd) {
+    let close_range = |first: RawFd, last: u32| {
+        if let Ok(first) = u32::try_from(first) {
+            if first <= last {
+                // SAFETY: at this point the server owns no descriptor but 0-2 and
+                // `keep`: the ones closed belong to nothing in this process.
+                unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first, last, 0) };
+            }
+        }
+    };
+    if let Ok(below) = u32::try_from(keep - 1) {
+        close_range(3, below);
+    }
+    close_range(keep + 1, u32::MAX);
 }
 
 /// Blocks or unblocks `SIGINT` for this (single) thread.
