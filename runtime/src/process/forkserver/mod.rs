@@ -40,8 +40,11 @@ const MAGIC: u32 = u32::from_le_bytes(*b"mpf1");
 /// The largest request body the server reads (the environment is most of it).
 const MAX_REQUEST: usize = 16 << 20;
 
-/// The descriptors a request carries: bootstrap channel, stdout, stderr.
+/// The descriptors every request carries: bootstrap channel, stdout, stderr.
 const REQUEST_FDS: usize = 3;
+
+/// The most descriptors one request carries (the kernel's limit for one message).
+const MAX_REQUEST_FDS: usize = 253;
 
 /// What the parent asks the server for: a child running `key`, set up as the parent is
 /// now.
@@ -51,6 +54,10 @@ pub(crate) struct Request {
     pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) cwd: Option<Vec<u8>>,
     pub(crate) umask: u32,
+    /// The numbers, in the parent, of its descriptors without close-on-exec (above
+    /// stderr), which an exec'd child would inherit: they follow the first three
+    /// descriptors of the request, in this order.
+    pub(crate) inherited: Vec<RawFd>,
 }
 
 impl Request {
@@ -67,8 +74,29 @@ impl Request {
                 .ok()
                 .map(|d| d.into_os_string().into_vec()),
             umask: current_umask(),
+            inherited: inheritable_fds(),
         }
     }
+}
+
+/// This process's descriptors above stderr that do not have close-on-exec: what an
+/// exec'd child inherits.
+fn inheritable_fds() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .filter(|fd| {
+            // SAFETY: F_GETFD only reads the descriptor flags; a number closed since
+            // (such as the directory's own) gives -1.
+            let flags = unsafe { nix::libc::fcntl(*fd, nix::libc::F_GETFD) };
+            flags >= 0 && flags & nix::libc::FD_CLOEXEC == 0
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
 }
 
 /// The umask of this process, read without changing it (`umask(2)` can only set it,
@@ -102,7 +130,17 @@ pub(crate) fn send_request(
     let mut header = [0u8; 8];
     header[..4].copy_from_slice(&MAGIC.to_le_bytes());
     header[4..].copy_from_slice(&len.to_le_bytes());
-    let fds: [RawFd; REQUEST_FDS] = [bootstrap.as_raw_fd(), 1, 2];
+    if REQUEST_FDS + request.inherited.len() > MAX_REQUEST_FDS {
+        return Err(io::Error::other(format!(
+            "{} descriptors without close-on-exec: more than a forked child can be given \
+             ({}); use StartMethod::Spawn",
+            request.inherited.len(),
+            MAX_REQUEST_FDS - REQUEST_FDS
+        ))
+        .into());
+    }
+    let mut fds: Vec<RawFd> = vec![bootstrap.as_raw_fd(), 1, 2];
+    fds.extend_from_slice(&request.inherited);
     let mut parts: [&[u8]; 2] = [&header, &body];
     let mut first = 0;
     let mut fds_sent = false;

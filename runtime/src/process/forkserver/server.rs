@@ -3,10 +3,11 @@
 
 use std::ffi::CString;
 use std::io::{IoSliceMut, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
@@ -14,7 +15,9 @@ use nix::sys::socket::{
 use nix::unistd::getppid;
 
 use crate::process::bootstrap::{self, AcceptError, Selector, Source};
-use crate::process::forkserver::{MAGIC, MAX_REQUEST, REQUEST_FDS, Request, SERVER_KEY};
+use crate::process::forkserver::{
+    MAGIC, MAX_REQUEST, MAX_REQUEST_FDS, REQUEST_FDS, Request, SERVER_KEY,
+};
 use crate::process::registry;
 use crate::wire::codec;
 
@@ -76,7 +79,7 @@ fn read_request(sock: &UnixStream) -> Result<Option<(Request, Vec<OwnedFd>)>, St
     let mut wanted = 8usize;
     while buf.len() < wanted {
         let mut chunk = vec![0u8; wanted - buf.len()];
-        let mut cmsg = nix::cmsg_space!([RawFd; REQUEST_FDS], UnixCredentials);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_REQUEST_FDS], UnixCredentials);
         let mut iov = [IoSliceMut::new(&mut chunk)];
         let msg = match recvmsg::<()>(
             sock.as_raw_fd(),
@@ -130,14 +133,15 @@ fn read_request(sock: &UnixStream) -> Result<Option<(Request, Vec<OwnedFd>)>, St
             wanted = 8 + len;
         }
     }
-    if fds.len() != REQUEST_FDS {
-        return Err(format!(
-            "a request came with {} descriptors, not 3",
-            fds.len()
-        ));
-    }
     let request: Request =
         codec::decode_record(&buf[8..]).map_err(|e| format!("a garbled request: {e}"))?;
+    if fds.len() != REQUEST_FDS + request.inherited.len() {
+        return Err(format!(
+            "a request came with {} descriptors, not {}",
+            fds.len(),
+            REQUEST_FDS + request.inherited.len()
+        ));
+    }
     Ok(Some((request, fds)))
 }
 
@@ -180,31 +184,12 @@ fn become_child(
     fds: Vec<OwnedFd>,
     run_child: fn(&Selector) -> !,
 ) -> ! {
-    let mut fds = fds.into_iter();
-    let (Some(channel), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
+    if let Err(e) = place_descriptors(sock.as_raw_fd(), fds, &request.inherited) {
         leave(
             2,
-            "multiproc: fork server: a request without its descriptors\n",
-        )
-    };
-    // The channel takes the place of the child's copy of the server's socket: the
-    // number the selector arguments (the server's, `fd=<n>`) name, as in an exec'd
-    // child. `sock` is never used again in this process (this function does not
-    // return).
-    let at = sock.as_raw_fd();
-    // SAFETY: dup2 closes the copy of the server's socket and puts the channel there.
-    if unsafe { nix::libc::dup2(channel.as_raw_fd(), at) } < 0 {
-        leave(
-            2,
-            "multiproc: fork server: cannot place the bootstrap channel\n",
+            &format!("multiproc: fork server: cannot place the child's descriptors: {e}\n"),
         )
     }
-    drop(channel);
-    for (fd, target) in [(&stdout, 1), (&stderr, 2)] {
-        // SAFETY: dup2 onto the standard descriptor; the source stays owned.
-        unsafe { nix::libc::dup2(fd.as_fd().as_raw_fd(), target) };
-    }
-    drop((stdout, stderr));
     set_environment(&request.env);
     if let Some(cwd) = request.cwd.and_then(|c| CString::new(c).ok()) {
         // A directory removed since leaves the server's: the exec'd child could not
@@ -217,9 +202,49 @@ fn become_child(
     let _ = interrupts(SigmaskHow::SIG_UNBLOCK);
     let selector = Selector {
         key: request.key,
-        source: Source::Inherited(at),
+        source: Source::Inherited(sock.as_raw_fd()),
     };
     run_child(&selector)
+}
+
+/// Puts the descriptors of a request where an exec'd child would have them: the
+/// channel (`fds[0]`) at `at`, the number of the child's copy of the server's socket
+/// (which the selector's `fd=<n>` names, as in an exec'd child), the parent's stdout
+/// and stderr at 1 and 2, and each inherited descriptor at its number in the parent
+/// (the channel wins a clash, as in an exec'd child). All are first moved above every
+/// number involved, so that no placement overwrites a descriptor still to be placed.
+fn place_descriptors(at: RawFd, fds: Vec<OwnedFd>, inherited: &[RawFd]) -> nix::Result<()> {
+    let above = fds
+        .iter()
+        .map(AsRawFd::as_raw_fd)
+        .chain(inherited.iter().copied())
+        .chain([at])
+        .max()
+        .unwrap_or(at)
+        + 1;
+    let moved = fds
+        .iter()
+        .map(|fd| {
+            // SAFETY: a new descriptor, owned by nothing else.
+            fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(above)).map(|n| unsafe { OwnedFd::from_raw_fd(n) })
+        })
+        .collect::<nix::Result<Vec<OwnedFd>>>()?;
+    drop(fds);
+    let targets = [at, 1, 2].into_iter().chain(inherited.iter().copied());
+    for (i, (fd, target)) in moved.iter().zip(targets).enumerate() {
+        if i >= REQUEST_FDS && target == at {
+            continue;
+        }
+        // SAFETY: dup2 onto a number this process owns nothing at any more (every
+        // received descriptor was moved above `above`), or onto the child's copy of
+        // the server's socket (`at`), which is never used again. The copy has no
+        // close-on-exec, as an inherited descriptor.
+        if unsafe { nix::libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            return Err(Errno::last());
+        }
+    }
+    drop(moved);
+    Ok(())
 }
 
 /// Replaces the environment with `env`.
