@@ -31,7 +31,8 @@ pub enum StartMethod {
     /// A server process, this same program exec'd once when the first child starts,
     /// single-threaded, that forks each new child on request. The child is a child of
     /// the program, not of the server (`CLONE_PARENT`), and gets the program's current
-    /// environment, working directory, umask, stdout and stderr with the request. The
+    /// environment, working directory, umask, stdout, stderr and descriptors without
+    /// close-on-exec with the request. The
     /// server ends with the program, and is started again if it died.
     ForkServer,
 }
