@@ -1,25 +1,29 @@
-//! What starting a worker costs: spawn + join of a no-op worker, against the floor
-//! (`posix_spawn` + `waitpid` of this same binary doing nothing) and against Python's
-//! `multiprocessing` with the fork, forkserver and spawn start methods.
+//! What starting a worker costs: spawn + join of a no-op worker with each start method
+//! (the fork server and the exec path), against the floor (`posix_spawn` + `waitpid`
+//! of this same binary doing nothing) and against Python's `multiprocessing` with the
+//! fork, forkserver and spawn start methods.
 //!
 //! ```text
 //! cargo bench --bench spawn
+//! SPAWN_BENCH_QUICK=1 cargo bench --bench spawn   # a few runs of each: a smoke test
 //! ```
 //!
-//! One command, under a minute. It measures:
+//! One command, about a minute. It measures:
 //!
-//! 1. spawn + join (`noop::spawn(x)?.join_value()?`) of `fn noop(x: u64) -> u64`,
-//!    alternated run by run with the floor: `posix_spawn` of `/proc/self/exe --floor`
+//! 1. spawn + join (`noop::process(x).with_start_method(m)?`, started, then
+//!    `join_value()`) of `fn noop(x: u64) -> u64`, with `StartMethod::ForkServer` and
+//!    with `StartMethod::Spawn`, alternated run by run with the floor: `posix_spawn` of `/proc/self/exe --floor`
 //!    (which returns from `main` at once) with the same environment, then `waitpid`;
 //! 2. the same with this process pinned to CPU 0 (children inherit the mask), so that
 //!    the parent's wake-up at the child's exit is not a cross-CPU one;
 //! 3. the same while the parent holds 1 GiB of touched memory;
-//! 4. a batch: 32 started, then all 32 joined (ours and the floor);
+//! 4. a batch: 32 started, then all 32 joined (ours with each method, and the floor);
 //! 5. Python, through `python3 benches/python/spawn_bench.py` (the same work with each
 //!    start method, free, pinned and with 1 GiB; "n/a" if `python3` is missing).
 //!
 //! 1 to 3 are 200 runs each (after 20 warm-up runs), taken in 4 rounds of one block of
-//! 50 per condition, so that drift over time hits the three alike. Batches are 20 runs
+//! 50 per condition, so that drift over time hits the three alike (`SPAWN_BENCH_QUICK`:
+//! 8 runs, 2 rounds, and Python with `--quick`). Batches are 20 runs
 //! after 2 warm-up runs. Each figure is a median; the details give p10 and p90 too. It
 //! ends with a markdown table (the one in `benches/README.md`).
 
@@ -38,18 +42,53 @@ use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use multiproc::StartMethod;
+
 /// The argument that makes this binary return from `main` at once: the floor's child.
 const FLOOR_ARG: &str = "--floor";
 
-const RUNS: usize = 200;
-/// The runs of each condition are taken in this many blocks, in turn.
-const ROUNDS: usize = 4;
-const WARMUP: usize = 20;
 const BATCH: usize = 32;
-const BATCH_RUNS: usize = 20;
-const BATCH_WARMUP: usize = 2;
 const GIB: usize = 1 << 30;
 const PAGE: usize = 4096;
+
+/// How many runs of each kind: the full measurement, or a smoke test.
+#[derive(Clone, Copy)]
+struct Plan {
+    runs: usize,
+    /// The runs of each condition are taken in this many blocks, in turn.
+    rounds: usize,
+    warmup: usize,
+    batch_runs: usize,
+    batch_warmup: usize,
+    quick: bool,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        if std::env::var_os("SPAWN_BENCH_QUICK").is_some() {
+            Plan {
+                runs: 8,
+                rounds: 2,
+                warmup: 2,
+                batch_runs: 2,
+                batch_warmup: 1,
+                quick: true,
+            }
+        } else {
+            Plan {
+                runs: 200,
+                rounds: 4,
+                warmup: 20,
+                batch_runs: 20,
+                batch_warmup: 2,
+                quick: false,
+            }
+        }
+    }
+}
+
+/// The start methods measured, the fork server first.
+const METHODS: [StartMethod; 2] = [StartMethod::ForkServer, StartMethod::Spawn];
 
 const PYTHON_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/spawn_bench.py");
 
@@ -127,19 +166,28 @@ impl Floor {
     }
 }
 
-fn ours_once(x: u64) -> Duration {
+fn ours_once(method: StartMethod, x: u64) -> Duration {
     let start = Instant::now();
-    let p = noop::spawn(x).expect("spawn of the noop worker");
+    let p = noop::process(x)
+        .with_start_method(method)
+        .expect("an unstarted process takes a start method");
+    p.start().expect("start of the noop worker");
     let value = p.join_value().expect("join of the noop worker");
     let elapsed = start.elapsed();
     assert_eq!(value, x, "the worker returned the wrong value");
     elapsed
 }
 
-fn ours_batch() -> Duration {
+fn ours_batch(method: StartMethod) -> Duration {
     let start = Instant::now();
     let ps: Vec<_> = (0..BATCH as u64)
-        .map(|i| noop::spawn(i).expect("spawn of the noop worker"))
+        .map(|i| {
+            let p = noop::process(i)
+                .with_start_method(method)
+                .expect("an unstarted process takes a start method");
+            p.start().expect("start of the noop worker");
+            p
+        })
         .collect();
     let mut sum = 0;
     for p in &ps {
@@ -150,46 +198,64 @@ fn ours_batch() -> Duration {
     elapsed
 }
 
-/// Runs of ours and of the floor under one condition.
+/// Runs of ours (with each start method, in the order of [`METHODS`]) and of the
+/// floor under one condition.
 #[derive(Default)]
 struct Series {
-    ours: Vec<Duration>,
+    ours: [Vec<Duration>; 2],
     floor: Vec<Duration>,
 }
 
+/// The medians of a series: ours with each method, then the floor.
+type Measured = ([Stats; 2], Stats);
+
 impl Series {
     /// `n` runs of each, alternated run by run (and which goes first, too) so that
-    /// drift hits both alike.
+    /// drift hits all alike.
     fn block(&mut self, floor: &Floor, n: usize) {
         for i in 0..n {
             if i % 2 == 0 {
-                self.ours.push(ours_once(i as u64));
+                for (m, method) in METHODS.into_iter().enumerate() {
+                    self.ours[m].push(ours_once(method, i as u64));
+                }
                 self.floor.push(floor.once());
             } else {
                 self.floor.push(floor.once());
-                self.ours.push(ours_once(i as u64));
+                for (m, method) in METHODS.into_iter().enumerate().rev() {
+                    self.ours[m].push(ours_once(method, i as u64));
+                }
             }
         }
     }
 
-    fn stats(&self) -> Option<(Stats, Stats)> {
-        (!self.ours.is_empty())
-            .then(|| (Stats::of_micros(&self.ours), Stats::of_micros(&self.floor)))
+    fn stats(&self) -> Option<Measured> {
+        (!self.floor.is_empty()).then(|| {
+            (
+                [
+                    Stats::of_micros(&self.ours[0]),
+                    Stats::of_micros(&self.ours[1]),
+                ],
+                Stats::of_micros(&self.floor),
+            )
+        })
     }
 }
 
-fn batches(floor: &Floor) -> (Stats, Stats) {
-    for _ in 0..BATCH_WARMUP {
-        ours_batch();
+fn batches(plan: Plan, floor: &Floor) -> Measured {
+    for _ in 0..plan.batch_warmup {
+        for method in METHODS {
+            ours_batch(method);
+        }
         floor.batch();
     }
-    let mut ours = Vec::with_capacity(BATCH_RUNS);
-    let mut base = Vec::with_capacity(BATCH_RUNS);
-    for _ in 0..BATCH_RUNS {
-        ours.push(ours_batch());
-        base.push(floor.batch());
+    let mut series = Series::default();
+    for _ in 0..plan.batch_runs {
+        for (m, method) in METHODS.into_iter().enumerate() {
+            series.ours[m].push(ours_batch(method));
+        }
+        series.floor.push(floor.batch());
     }
-    (Stats::of_micros(&ours), Stats::of_micros(&base))
+    series.stats().expect("the batches were measured")
 }
 
 /// Pins this thread (the only one that starts children) to CPU 0 and back.
@@ -267,7 +333,8 @@ fn fmt_opt(s: Option<Stats>) -> String {
 /// One row of the summary table.
 struct Row {
     figure: &'static str,
-    ours: Option<Stats>,
+    /// Ours with each start method, in the order of [`METHODS`].
+    ours: [Option<Stats>; 2],
     floor: Option<Stats>,
     fork: Option<Stats>,
     forkserver: Option<Stats>,
@@ -275,21 +342,52 @@ struct Row {
 }
 
 impl Row {
+    fn of(figure: &'static str, measured: Option<Measured>) -> Row {
+        Row {
+            figure,
+            ours: [measured.map(|m| m.0[0]), measured.map(|m| m.0[1])],
+            floor: measured.map(|m| m.1),
+            fork: None,
+            forkserver: None,
+            spawn: None,
+        }
+    }
+
+    fn python(
+        mut self,
+        fork: Option<Stats>,
+        forkserver: Option<Stats>,
+        spawn: Option<Stats>,
+    ) -> Row {
+        (self.fork, self.forkserver, self.spawn) = (fork, forkserver, spawn);
+        self
+    }
+
+    fn per(mut self, n: usize) -> Row {
+        for s in self.ours.iter_mut().chain([
+            &mut self.floor,
+            &mut self.fork,
+            &mut self.forkserver,
+            &mut self.spawn,
+        ]) {
+            *s = s.map(|s| s.per(n));
+        }
+        self
+    }
+
     fn print(&self) {
-        let best = [self.fork, self.forkserver, self.spawn]
-            .into_iter()
-            .flatten()
-            .min_by(|a, b| a.median.total_cmp(&b.median));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             self.figure,
-            fmt_opt(self.ours),
+            fmt_opt(self.ours[0]),
+            fmt_opt(self.ours[1]),
             fmt_opt(self.floor),
-            ratio(self.ours, self.floor),
+            ratio(self.ours[0], self.floor),
+            ratio(self.ours[1], self.floor),
             fmt_opt(self.fork),
             fmt_opt(self.forkserver),
             fmt_opt(self.spawn),
-            ratio(best, self.ours),
+            ratio(self.forkserver, self.ours[0]),
         );
     }
 }
@@ -299,29 +397,40 @@ fn main() {
     if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(FLOOR_ARG)) {
         return;
     }
+    let plan = Plan::from_env();
     let started = Instant::now();
     let floor = Floor::new();
     let mut details: Vec<(String, Stats)> = Vec::new();
+    let mut note = |what: &str, (ours, base): Measured| {
+        for (m, method) in METHODS.into_iter().enumerate() {
+            details.push((format!("multiproc {} {what}", method.name()), ours[m]));
+        }
+        details.push((format!("floor {what}"), base));
+    };
 
     // Free, pinned and with 1 GiB, in blocks taken in turn, so that the three
     // conditions are measured over the same stretch of time: on a shared VM the
     // speed drifts by 20% from one ten seconds to the next.
     eprintln!(
-        "spawn + join: {RUNS} runs of ours and of the floor, alternated, each free, \
-         pinned and with 1 GiB, in {ROUNDS} rounds..."
+        "spawn + join: {} runs of ours (each start method) and of the floor, alternated, \
+         each free, pinned and with 1 GiB, in {} rounds...",
+        plan.runs, plan.rounds
     );
-    for i in 0..WARMUP {
-        ours_once(i as u64);
+    for i in 0..plan.warmup {
+        for method in METHODS {
+            ours_once(method, i as u64);
+        }
         floor.once();
     }
     let pin = Pin::new();
     let mut big_ok = true;
     let mut big_rss = None;
     let (mut free, mut pinned, mut big) = (Series::default(), Series::default(), Series::default());
-    for _ in 0..ROUNDS {
-        free.block(&floor, RUNS / ROUNDS);
+    let block = plan.runs / plan.rounds;
+    for _ in 0..plan.rounds {
+        free.block(&floor, block);
         if let Some(pin) = &pin {
-            if let Err(e) = pin.run(|| pinned.block(&floor, RUNS / ROUNDS)) {
+            if let Err(e) = pin.run(|| pinned.block(&floor, block)) {
                 eprintln!("cannot pin to CPU 0 ({e})");
             }
         }
@@ -329,7 +438,7 @@ fn main() {
             match touched_gib() {
                 Some(mem) => {
                     big_rss = big_rss.or_else(rss_mib);
-                    big.block(&floor, RUNS / ROUNDS);
+                    big.block(&floor, block);
                     black_box(&mem);
                     drop(mem);
                 }
@@ -337,30 +446,27 @@ fn main() {
             }
         }
     }
-    let (ours_free, floor_free) = free.stats().expect("the free runs were measured");
-    details.push(("multiproc spawn+join".into(), ours_free));
-    details.push(("floor posix_spawn+waitpid".into(), floor_free));
+    let free = free.stats().expect("the free runs were measured");
+    note("spawn+join", free);
     let pinned = pinned.stats();
-    if let Some((ours, base)) = pinned {
-        details.push(("multiproc spawn+join, pinned".into(), ours));
-        details.push(("floor, pinned".into(), base));
+    if let Some(m) = pinned {
+        note("spawn+join, pinned", m);
     }
     let big = big.stats();
-    if let Some((ours, base)) = big {
-        details.push(("multiproc spawn+join, 1 GiB".into(), ours));
-        details.push(("floor, 1 GiB".into(), base));
+    if let Some(m) = big {
+        note("spawn+join, 1 GiB", m);
     }
 
-    eprintln!("batches of {BATCH}, {BATCH_RUNS} runs...");
-    let (ours_batch, floor_batch) = batches(&floor);
-    details.push((format!("multiproc batch of {BATCH}"), ours_batch));
-    details.push((format!("floor batch of {BATCH}"), floor_batch));
+    eprintln!("batches of {BATCH}, {} runs...", plan.batch_runs);
+    let batch = batches(plan, &floor);
+    note(&format!("batch of {BATCH}"), batch);
 
-    eprintln!("Python ({PYTHON_SCRIPT}, about 30 s)...");
+    eprintln!("Python ({PYTHON_SCRIPT})...");
+    let py_args: &[&str] = if plan.quick { &["--quick"] } else { &[] };
     let Python {
         stats: py,
         info: py_info,
-    } = match python(PYTHON_SCRIPT, &[]) {
+    } = match python(PYTHON_SCRIPT, py_args) {
         Ok(found) => found,
         Err(why) => {
             eprintln!("no Python figures: {why}");
@@ -400,51 +506,31 @@ fn main() {
 
     println!();
     println!(
-        "| figure | multiproc | floor | ours/floor | Python fork | Python forkserver \
-         | Python spawn | Python/ours (best) |"
+        "| figure | multiproc forkserver | multiproc spawn | floor | forkserver/floor \
+         | spawn/floor | Python fork | Python forkserver | Python spawn \
+         | Python forkserver/ours forkserver |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let rows = [
-        Row {
-            figure: "spawn+join, 1 process",
-            ours: Some(ours_free),
-            floor: Some(floor_free),
-            fork: py_get("fork"),
-            forkserver: py_get("forkserver"),
-            spawn: py_get("spawn"),
-        },
-        Row {
-            figure: "spawn+join, pinned to CPU 0",
-            ours: pinned.map(|p| p.0),
-            floor: pinned.map(|p| p.1),
-            fork: py_get("fork_pinned"),
-            forkserver: None,
-            spawn: None,
-        },
-        Row {
-            figure: "spawn+join, parent holds 1 GiB",
-            ours: big.map(|b| b.0),
-            floor: big.map(|b| b.1),
-            fork: py_get("fork_1g"),
-            forkserver: py_get("forkserver_1g"),
-            spawn: py_get("spawn_1g"),
-        },
-        Row {
-            figure: "32 started then joined, per batch",
-            ours: Some(ours_batch),
-            floor: Some(floor_batch),
-            fork: py_get("batch32_fork"),
-            forkserver: py_get("batch32_forkserver"),
-            spawn: None,
-        },
-        Row {
-            figure: "32 started then joined, per process",
-            ours: Some(ours_batch.per(BATCH)),
-            floor: Some(floor_batch.per(BATCH)),
-            fork: py_get("batch32_fork").map(|s| s.per(BATCH)),
-            forkserver: py_get("batch32_forkserver").map(|s| s.per(BATCH)),
-            spawn: None,
-        },
+        Row::of("spawn+join, 1 process", Some(free)).python(
+            py_get("fork"),
+            py_get("forkserver"),
+            py_get("spawn"),
+        ),
+        Row::of("spawn+join, pinned to CPU 0", pinned).python(py_get("fork_pinned"), None, None),
+        Row::of("spawn+join, parent holds 1 GiB", big).python(
+            py_get("fork_1g"),
+            py_get("forkserver_1g"),
+            py_get("spawn_1g"),
+        ),
+        Row::of("32 started then joined, per batch", Some(batch)).python(
+            py_get("batch32_fork"),
+            py_get("batch32_forkserver"),
+            None,
+        ),
+        Row::of("32 started then joined, per process", Some(batch))
+            .python(py_get("batch32_fork"), py_get("batch32_forkserver"), None)
+            .per(BATCH),
     ];
     for row in &rows {
         row.print();

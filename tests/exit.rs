@@ -256,3 +256,9 @@ fn children_share_stdout_and_flush_it_at_exit() {
         "{out:?}"
     );
 }
+
+/// Every test above, again under the start method this run does not use.
+#[test]
+fn under_the_other_start_method() {
+    common::rerun_under_the_other_start_method("under_the_other_start_method");
+}

@@ -1,6 +1,8 @@
 //! A thousand spawn/join cycles leave the descriptor table and the process table as
 //! they were: no leaked descriptor, no zombie.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 #[multiproc::worker]
@@ -63,4 +65,10 @@ fn a_thousand_cycles_leak_nothing() {
     assert_eq!(children(), children_before);
     assert!(children().iter().all(|(_, state)| *state != 'Z'));
     assert!(multiproc::active_children().is_empty());
+}
+
+/// Every test above, again under the start method this run does not use.
+#[test]
+fn under_the_other_start_method() {
+    common::rerun_under_the_other_start_method("under_the_other_start_method");
 }

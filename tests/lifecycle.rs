@@ -6,6 +6,8 @@
 //! any case that depends on the process counter or on `active_children` runs inside a
 //! worker, whose process has its own.
 
+mod common;
+
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -667,4 +669,10 @@ fn unregistered_workers_are_reported() {
         other => panic!("expected a registry error, got {other:?}"),
     }
     assert!(!p.is_alive());
+}
+
+/// Every test above, again under the start method this run does not use.
+#[test]
+fn under_the_other_start_method() {
+    common::rerun_under_the_other_start_method("under_the_other_start_method");
 }

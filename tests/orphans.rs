@@ -95,3 +95,9 @@ fn children_die_with_a_killed_parent() {
         );
     }
 }
+
+/// Every test above, again under the start method this run does not use.
+#[test]
+fn under_the_other_start_method() {
+    common::rerun_under_the_other_start_method("under_the_other_start_method");
+}

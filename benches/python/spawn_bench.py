@@ -34,6 +34,9 @@ BATCH_RUNS = 20
 BATCH_WARMUP = 2
 BIG_RUNS = 100  # with 1 GiB held
 BIG_SPAWN_RUNS = 15
+if "--quick" in sys.argv:  # a smoke test: a few runs of each
+    RUNS, WARMUP, SPAWN_RUNS, SPAWN_WARMUP = 8, 2, 2, 1
+    BATCH_RUNS, BATCH_WARMUP, BIG_RUNS, BIG_SPAWN_RUNS = 2, 1, 4, 2
 GIB = 1 << 30
 PAGE = 4096
 

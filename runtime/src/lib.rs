@@ -75,6 +75,7 @@ pub use process::exit::exit;
 pub use process::handle::{Process, active_children};
 pub use process::logging::log_to_stderr;
 pub use process::sentinel::Sentinel;
+pub use process::start::{START_METHOD_ENV, StartMethod, get_start_method, set_start_method};
 pub use process::worker::{Failure, Run, RunResult, Worker};
 pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,

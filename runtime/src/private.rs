@@ -23,6 +23,26 @@ pub use core::result::Result;
 pub use inventory;
 pub use serde;
 
+/// The pid of this process's fork server while it runs; not public API (for tests).
+pub fn forkserver_pid() -> Option<u32> {
+    crate::process::forkserver::client::server_pid()
+}
+
+/// Sends a fork server request for `key` on `server` with `bootstrap` as the child's
+/// channel, as the parent does; the pid the server answers, `None` if it refused.
+/// Not public API (for tests of the server's checks).
+pub fn forkserver_request(
+    server: std::os::fd::BorrowedFd<'_>,
+    key: &str,
+    bootstrap: std::os::fd::BorrowedFd<'_>,
+) -> crate::error::Result<Option<i32>> {
+    let request = crate::process::forkserver::Request::current(key);
+    crate::process::forkserver::send_request(server, &request, bootstrap)
+}
+
+/// The worker key of the fork server's selector; not public API (for tests).
+pub const FORKSERVER_KEY: &str = crate::process::forkserver::SERVER_KEY;
+
 /// The result of `spawn`; not public API.
 pub type SpawnResult<R> = crate::error::Result<Process<R>>;
 

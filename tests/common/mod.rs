@@ -88,3 +88,34 @@ pub fn give_as_fd_3(cmd: &mut Command, fd: std::os::fd::RawFd) {
         });
     }
 }
+
+/// Runs the other tests of this test binary again, in a second run whose start method
+/// is the one this run does not use (through `MULTIPROC_START_METHOD`, which the helper
+/// programs of that run inherit), and fails with that run's output unless all pass. A
+/// suite that has a test calling this runs under both start methods.
+///
+/// `this_test` is the calling test's name, left out of the second run. Does nothing in
+/// a helper program or in the second run itself.
+pub fn rerun_under_the_other_start_method(this_test: &str) {
+    if std::env::var_os(HELPER_ENV).is_some() {
+        return;
+    }
+    let other = match multiproc::get_start_method() {
+        multiproc::StartMethod::ForkServer => multiproc::StartMethod::Spawn,
+        _ => multiproc::StartMethod::ForkServer,
+    };
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args(["--skip", this_test, "-q"])
+        .env(multiproc::START_METHOD_ENV, other.name())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the second run starts");
+    assert!(
+        out.status.success(),
+        "the tests failed under start method {}:\n{}\n{}",
+        other.name(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -59,6 +59,8 @@ pub(crate) struct LocalSetup {
     pub(crate) slots: RawArray<u64>,
     pub(crate) maxtasks: Option<u64>,
     pub(crate) init: Option<(&'static str, std::sync::Arc<Item>)>,
+    /// How the workers start; the program's start method if `None`.
+    pub(crate) start_method: Option<crate::process::start::StartMethod>,
 }
 
 /// A worker process on this machine with its own task queue.
@@ -102,7 +104,10 @@ impl LocalLink {
             maxtasks: setup.maxtasks,
             init,
         };
-        let process = Process::from_worker::<PoolWorker>((args,)).with_daemon(true)?;
+        let mut process = Process::from_worker::<PoolWorker>((args,)).with_daemon(true)?;
+        if let Some(method) = setup.start_method {
+            process.set_start_method(method)?;
+        }
         process.start()?;
         let sentinel = process.sentinel()?;
         Ok(LocalLink {

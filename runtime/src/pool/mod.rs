@@ -35,6 +35,7 @@ pub use worker::{set_worker_state, worker_state, worker_state_or_init};
 use crate::error::{Error, Result};
 use crate::launch::Launcher;
 use crate::process::context::cpu_count;
+use crate::process::start::StartMethod;
 use crate::process::worker::Worker;
 use crate::wire::codec;
 use crate::wire::error::CodecError;
@@ -446,6 +447,7 @@ pub struct PoolBuilder {
     maxtasks: Option<usize>,
     task_timeout: Option<Duration>,
     launcher: Launcher,
+    start_method: Option<StartMethod>,
 }
 
 impl PoolBuilder {
@@ -464,6 +466,14 @@ impl PoolBuilder {
     /// workers only.
     pub fn launcher(mut self, launcher: impl Into<Launcher>) -> Self {
         self.launcher = launcher.into();
+        self
+    }
+
+    /// How the workers are started (Python's `Pool(context=get_context(method))`);
+    /// the program's start method ([`set_start_method`](crate::set_start_method)) if
+    /// not set. Applies to the workers that replace others too.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
         self
     }
 
@@ -529,6 +539,7 @@ impl PoolBuilder {
             self.task_timeout,
             init,
             self.launcher,
+            self.start_method,
         )?;
         let engine = shared.clone();
         let thread = std::thread::Builder::new()

@@ -157,6 +157,7 @@ impl Shared {
         task_timeout: Option<Duration>,
         init: Option<(&'static str, Item)>,
         launcher: Launcher,
+        start_method: Option<crate::process::start::StartMethod>,
     ) -> Result<Arc<Shared>> {
         crate::pool::worker::keep_registered();
         crate::pool::remote::keep_registered();
@@ -167,6 +168,7 @@ impl Shared {
             slots,
             maxtasks,
             init: init.map(|(key, item)| (key, Arc::new(item))),
+            start_method,
         };
         let (workers, remote) = match launcher {
             Launcher::Local => (start_local(&setup, processes)?, None),

@@ -209,7 +209,7 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::error::Result<L
 /// stdin from `/dev/null`, an empty signal mask, and default handling of the signals
 /// multiproc relies on (so that a parent ignoring `SIGCHLD` or blocking `SIGTERM` does
 /// not pass that on).
-fn spawn_self(selector: &Selector, channel: RawFd, target: RawFd) -> nix::Result<Pid> {
+pub(crate) fn spawn_self(selector: &Selector, channel: RawFd, target: RawFd) -> nix::Result<Pid> {
     let mut actions = PosixSpawnFileActions::init()?;
     actions.add_dup2(channel, target)?;
     actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())?;
@@ -324,6 +324,13 @@ pub(crate) fn read_bootstrap(
             AcceptError::Garbled("the parent closed the channel before the arguments".into())
         })?;
     Ok((boot, args))
+}
+
+/// The channel named by `selector`, checked as [`accept`] checks it, for a process
+/// that reads something else than a bootstrap over it (the fork server).
+pub(crate) fn inherited_channel_of(selector: &Selector) -> Result<UnixStream, AcceptError> {
+    let Source::Inherited(fd) = selector.source;
+    inherited_channel(fd)
 }
 
 /// Takes descriptor `fd` as the bootstrap channel if it is a Unix socket connected to

@@ -9,7 +9,9 @@
 //! program started normally it only looks at `argv[1]` and returns. In a child it never
 //! returns: it does what std's start-up would have done (ignore `SIGPIPE`), runs the
 //! worker under `catch_unwind`, flushes, and exits, so neither the user's `main` nor a
-//! test harness ever sees the selector arguments.
+//! test harness ever sees the selector arguments. The fork server's selector leads to
+//! its loop instead (`forkserver::server`), whose forked children continue in the same
+//! child path as an exec'd child.
 
 use std::any::Any;
 use std::ffi::{CStr, c_char, c_int};
@@ -27,6 +29,7 @@ use crate::os::sys;
 use crate::process::bootstrap::{self, AcceptError, Selector, Source};
 use crate::process::context::{self, ParentProcess};
 use crate::process::exit::{self, ExitRequest};
+use crate::process::forkserver;
 use crate::process::logging;
 use crate::process::phase::{self, Phase};
 use crate::process::registry::{self, Outcome};
@@ -54,6 +57,9 @@ extern "C" fn dispatch(argc: c_int, argv: *const *const c_char, _envp: *const *c
         };
         match Selector::parse(&args) {
             None => phase::enter(Phase::Top),
+            Some(Ok(selector)) if selector.key == forkserver::SERVER_KEY => {
+                forkserver::server::serve(&selector, run_child)
+            }
             Some(Ok(selector)) => run_child(&selector),
             Some(Err(message)) => exit_now(2, &format!("multiproc: {message}\n")),
         }
@@ -81,6 +87,8 @@ fn child_args(argc: c_int, argv: *const *const c_char) -> Option<Vec<Vec<u8>>> {
     (0..argc).map(|i| arg(i).map(<[u8]>::to_vec)).collect()
 }
 
+/// The child path from the bootstrap on: an exec'd child comes here from its
+/// constructor, a child of the fork server right after the fork.
 fn run_child(selector: &Selector) -> ! {
     phase::enter(Phase::Bootstrap);
     // What std's start-up does before main, which this constructor pre-empts.

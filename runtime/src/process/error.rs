@@ -26,6 +26,11 @@ pub enum ProcessError {
     /// A process was started while this process was still being bootstrapped as a
     /// child, before its worker ran (for example from a constructor function).
     Bootstrapping,
+    /// [`set_start_method`](crate::set_start_method) after the program's start method
+    /// was set or used (a child was started with it), as Python's `set_start_method`.
+    StartMethodSet,
+    /// `set_start_method` on a process that was already started.
+    StartMethodAfterStart,
     /// `join_value` asked for a different type than the worker returns (possible only
     /// with the untyped handles of [`active_children`](crate::active_children)).
     OutputType {
@@ -54,6 +59,10 @@ impl fmt::Display for ProcessError {
                 "an attempt has been made to start a new process before the current \
                  process has finished its bootstrapping phase",
             ),
+            ProcessError::StartMethodSet => f.write_str("context has already been set"),
+            ProcessError::StartMethodAfterStart => {
+                f.write_str("cannot change the start method of a started process")
+            }
             ProcessError::OutputType {
                 expected,
                 requested,

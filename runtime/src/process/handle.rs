@@ -18,11 +18,13 @@ use crate::process::bootstrap::{self, Bootstrap};
 use crate::process::context;
 use crate::process::error::{ChildError, ProcessError};
 use crate::process::exit;
+use crate::process::forkserver;
 use crate::process::logging;
 use crate::process::phase;
 use crate::process::registry;
 use crate::process::report::Report;
 pub(crate) use crate::process::sentinel::Sentinel;
+use crate::process::start::{self, StartMethod};
 use crate::process::started::{Child, Reports, lock};
 use crate::process::worker::Worker;
 use crate::wire::codec::{self, Encoded};
@@ -53,11 +55,15 @@ use crate::wire::error::CodecError;
 ///
 /// # How it runs
 ///
-/// [`start`](Self::start) starts this same program again (`/proc/self/exe`, with
-/// `posix_spawn`, so the parent's memory is not copied) with arguments that name the
-/// worker. The new process runs the worker before its `main`, and the arguments, the
-/// name and the logging set-up reach it over a private socket. Its stdout and stderr are
-/// the parent's; its stdin is `/dev/null`.
+/// [`start`](Self::start) starts this same program again with arguments that name the
+/// worker, by the process's [`StartMethod`](crate::StartMethod): with the fork server
+/// (the default), a single-threaded copy of the program exec'd once forks the new
+/// process as a child of this one; with `Spawn`, `/proc/self/exe` is started with
+/// `posix_spawn`. Either way the parent's memory is not copied. The new process runs
+/// the worker before its `main`, and the arguments, the name and the logging set-up
+/// reach it over a private socket. Its stdout and stderr are the parent's, and so are
+/// its environment, working directory and umask at the start; its stdin is
+/// `/dev/null`.
 ///
 /// # Errors and exit codes
 ///
@@ -79,8 +85,9 @@ use crate::wire::error::CodecError;
 /// it end, so no zombie is left; the pid is then never signalled again.
 ///
 /// In the child, [`std::env::args`] are the selector arguments
-/// (`--multiproc-child <worker> fd=<n>`), not the parent's: give the worker what it
-/// needs as its arguments. A program built with `panic = "abort"` still prints the
+/// (`--multiproc-child <worker> fd=<n>`; with the fork server, the server's:
+/// `--multiproc-child multiproc::forkserver fd=<n>`), not the parent's: give the worker
+/// what it needs as its arguments. A program built with `panic = "abort"` still prints the
 /// `Process <name>:` report of a panicking worker, but the child then ends with
 /// `SIGABRT` (exit code `-6`) instead of 1. A child's output goes straight to the
 /// inherited descriptors, so `cargo test` does not capture it. Unlike Python, a child
@@ -102,6 +109,8 @@ pub(super) struct State {
     pub(super) name: String,
     pub(super) daemon: bool,
     ident: Vec<u32>,
+    /// The start method chosen for this process; the program's if `None`.
+    start_method: Option<StartMethod>,
     pub(super) phase: Phase,
 }
 
@@ -136,6 +145,7 @@ impl<R> Process<R> {
                     name,
                     daemon: context::current_daemon(),
                     ident,
+                    start_method: None,
                     phase: Phase::Initial(codec::encode(&args)),
                 }),
             }),
@@ -191,6 +201,26 @@ impl<R> Process<R> {
         Ok(self)
     }
 
+    /// Chooses how this process will be started, instead of the program's method
+    /// ([`set_start_method`](crate::set_start_method)); only before the start
+    /// ([`ProcessError::StartMethodAfterStart`] after it).
+    pub fn set_start_method(&mut self, method: StartMethod) -> Result<&mut Self> {
+        let mut state = self.state();
+        match state.phase {
+            Phase::Initial(_) => state.start_method = Some(method),
+            Phase::Started { .. } => return Err(ProcessError::StartMethodAfterStart.into()),
+            Phase::Closed { .. } => return Err(ProcessError::Closed.into()),
+        }
+        drop(state);
+        Ok(self)
+    }
+
+    /// The same as [`set_start_method`](Self::set_start_method), builder-style.
+    pub fn with_start_method(mut self, method: StartMethod) -> Result<Self> {
+        self.set_start_method(method)?;
+        Ok(self)
+    }
+
     /// The child's process id; `None` before the start and after [`close`](Self::close).
     pub fn pid(&self) -> Option<u32> {
         match &self.state().phase {
@@ -230,7 +260,11 @@ impl<R> Process<R> {
             state.daemon,
             parent,
         );
-        let launched = bootstrap::launch(&boot, args)?;
+        let method = state.start_method.unwrap_or_else(start::get_start_method);
+        let launched = match method {
+            StartMethod::Spawn => bootstrap::launch(&boot, args)?,
+            StartMethod::ForkServer => forkserver::client::launch(&boot, args)?,
+        };
         log::trace!("started {} (pid {})", state.name, launched.pid);
         state.phase = Phase::Started {
             child: Arc::new(Child {
@@ -372,6 +406,13 @@ impl<R> Process<R> {
     /// `-15` unless it handles the signal. Does nothing if the child has ended.
     pub fn terminate(&self) -> Result<()> {
         self.signal("terminate", Signal::SIGTERM)
+    }
+
+    /// Sends `SIGINT` to the child (Python 3.14's `interrupt`). Unless the worker
+    /// handles the signal, its exit code becomes `-2`. Does nothing if the child has
+    /// ended.
+    pub fn interrupt(&self) -> Result<()> {
+        self.signal("interrupt", Signal::SIGINT)
     }
 
     /// Sends `SIGKILL` to the child. Its exit code becomes `-9`. Does nothing if the
