@@ -384,8 +384,8 @@ struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, Condition, Connection, Event, JoinableQueue, Lock, Pipe,
-        Pool, Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
-        active_children, cpu_count, current_process, log_to_stderr, parent_process, process, wait,
-        worker,
+        Pool, Process, Queue, RLock, Run, Semaphore, SharedMemory, SimpleQueue, Value, Waitable,
+        Worker, active_children, cpu_count, current_process, log_to_stderr, parent_process,
+        process, wait, worker,
     };
 }

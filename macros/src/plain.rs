@@ -160,6 +160,9 @@ fn emit(item: &DeriveInput, krate: &Path, fields: &[(Member, syn::Type)]) -> Tok
             // is normalized.
             #[allow(unsafe_code)]
             unsafe impl #private::Plain for #ident {
+                const VALID_FOR_ANY_BITS: bool =
+                    true #(&& <#types as #private::Plain>::VALID_FOR_ANY_BITS)*;
+
                 unsafe fn normalize(value: *mut Self) {
                     #(#normalize)*
                     let _ = value;

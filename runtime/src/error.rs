@@ -49,6 +49,9 @@ pub enum Error {
     /// A manager, its server or one of its proxies refused an operation, or the server
     /// is gone.
     Manager(ManagerError),
+    /// A [`SharedMemory`](crate::SharedMemory) or
+    /// [`ShareableList`](crate::ShareableList) refused an operation.
+    SharedMemory(crate::sync::SharedMemoryError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -65,6 +68,7 @@ impl fmt::Display for Error {
             Error::Pool(e) => e.fmt(f),
             Error::Task(e) => e.fmt(f),
             Error::Manager(e) => e.fmt(f),
+            Error::SharedMemory(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -85,6 +89,7 @@ impl std::error::Error for Error {
             Error::Pool(e) => e.source(),
             Error::Task(e) => e.source(),
             Error::Manager(e) => e.source(),
+            Error::SharedMemory(e) => e.source(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Synchronisation across processes, and data shared between them: Python's `Lock`,
 //! `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`
-//! and `Array`.
+//! and `Array`; and `multiprocessing.shared_memory`'s `SharedMemory` and
+//! `ShareableList`.
 //!
 //! Every object lives in a [`SharedRegion`] (a sealed memfd: nothing in `/dev/shm`,
 //! nothing left behind however the processes end) and crosses to another process as
@@ -16,6 +17,7 @@ mod event;
 mod lock;
 mod semaphore;
 mod shared;
+mod shared_memory;
 
 pub(crate) use crate::os::futex::{Checks, passed};
 pub(crate) use crate::os::shm::{Atomics, Shm};
@@ -30,3 +32,6 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard, Lockable, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard};
 pub use shared::{Array, ArrayGuard, AtomicInt, Plain, RawArray, RawValue, Value, ValueGuard};
+pub use shared_memory::{
+    Item, ShareableList, SharedMemory, SharedMemoryBuilder, SharedMemoryError,
+};
