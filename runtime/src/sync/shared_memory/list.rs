@@ -20,6 +20,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
 use super::{SharedMemory, SharedMemoryError};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MPSLIST1");
@@ -30,7 +32,8 @@ const SLOT: usize = 16;
 const WORD: usize = 8;
 
 /// One element of a [`ShareableList`]: the kinds Python's `ShareableList` holds.
-#[derive(Clone, Debug, PartialEq)]
+/// Serializable, so that items cross processes by other ways too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Item {
     /// Python's `None`.
     None,
