@@ -3,12 +3,14 @@
 //! and `Array`; and `multiprocessing.shared_memory`'s `SharedMemory` and
 //! `ShareableList`.
 //!
-//! Every object lives in a [`SharedRegion`] (a sealed memfd: nothing in `/dev/shm`,
-//! nothing left behind however the processes end) and crosses to another process as
-//! that region's descriptor. Its state is made of atomics; waiting is a futex wait on
+//! Every object but [`SharedMemory`] lives in a [`SharedRegion`] (a sealed memfd:
+//! nothing in `/dev/shm`, nothing left behind however the processes end) and crosses
+//! to another process as that region's descriptor. Its state is made of atomics; waiting is a futex wait on
 //! shared memory. Whatever another process writes there is untrusted: every index,
 //! count or length read from the region is checked before use, so a corrupt peer gives
-//! an error or a documented outcome, never undefined behaviour.
+//! an error or a documented outcome, never undefined behaviour. [`SharedMemory`] blocks
+//! are named POSIX objects in `/dev/shm`, which other programs open by name; their
+//! typed views are the documented exception to the atomics-only rule.
 
 mod barrier;
 mod condition;
