@@ -405,3 +405,37 @@ fn a_block_that_holds_no_list_is_refused() {
     shm.unlink().unwrap();
     list.shm().unlink().unwrap();
 }
+
+/// Reads the block and the list it is given, which crossed as their names.
+#[multiproc::worker]
+fn read_handles(shm: SharedMemory, list: ShareableList) -> Result<(Vec<u8>, Item), String> {
+    let mut buf = vec![0u8; 5];
+    shm.read(0, &mut buf).map_err(|e| e.to_string())?;
+    Ok((buf, list.get(0).map_err(|e| e.to_string())?))
+}
+
+#[test]
+fn handles_cross_as_their_names() {
+    let shm = SharedMemory::create(16).unwrap();
+    shm.write(0, b"named").unwrap();
+    let list = ShareableList::new(["first"]).unwrap();
+    let (bytes, item) = read_handles::spawn(
+        SharedMemory::open(shm.name()).unwrap(),
+        ShareableList::open(list.name()).unwrap(),
+    )
+    .unwrap()
+    .join_value()
+    .unwrap();
+    assert_eq!(bytes, b"named");
+    assert_eq!(item, Item::Str("first".into()));
+    // Unlinked before it arrives: the receiver cannot attach, an error value.
+    let gone = SharedMemory::open(shm.name()).unwrap();
+    shm.unlink().unwrap();
+    let list_handle = ShareableList::open(list.name()).unwrap();
+    let e = read_handles::spawn(gone, list_handle)
+        .unwrap()
+        .join_value()
+        .unwrap_err();
+    assert!(e.to_string().contains("no shared memory block"), "{e}");
+    list.shm().unlink().unwrap();
+}

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{SharedMemory, SharedMemoryError};
 
@@ -404,6 +404,21 @@ impl ShareableList {
         // inside the mapping (asserted), which `self.shm` keeps; only accessed
         // atomically.
         unsafe { AtomicU64::from_ptr(self.shm.map.as_ptr().add(offset).cast()) }
+    }
+}
+
+/// A list crosses to another process as the name of its block, and is opened again by
+/// name on arrival (as Python pickles one).
+impl Serialize for ShareableList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shm.name().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShareableList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ShareableList::open(&name).map_err(serde::de::Error::custom)
     }
 }
 

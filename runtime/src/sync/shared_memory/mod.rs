@@ -14,6 +14,8 @@ use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::os::named_shm::{self, NamedMapping};
 use crate::os::shm::{copy_from_shared, copy_to_shared};
 use crate::sync::shared::Plain;
@@ -329,6 +331,22 @@ fn view_len<T: Plain>(size: usize) -> usize {
         assert!(std::mem::align_of::<T>() <= 4096);
     };
     size / std::mem::size_of::<T>()
+}
+
+/// A handle crosses to another process (as a worker argument, a queue item, ...) as its
+/// name, and is attached again by name on arrival, as Python pickles one: the receiver
+/// gets its own mapping, and an error if the block was unlinked meanwhile.
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.name.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SharedMemory::open(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Debug for SharedMemory {

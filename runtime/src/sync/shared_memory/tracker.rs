@@ -30,7 +30,9 @@
 //!
 //! # Caveats
 //!
-//! A descendant that lives on (a daemon the program started) keeps the blocks alive
+//! Only processes started *after* the first tracked `create` hold the socket: one
+//! started before it (or by another thread while the tracker is being started) does not
+//! keep this process's blocks alive. A descendant that lives on (a daemon the program started) keeps the blocks alive
 //! until it ends too: it holds the tracker's socket. A block that another process
 //! unlinks stays registered here; the tracker's late `shm_unlink` of the name then
 //! finds nothing, or removes a new object created under the same name since.
