@@ -439,3 +439,36 @@ fn handles_cross_as_their_names() {
     assert!(e.to_string().contains("no shared memory block"), "{e}");
     list.shm().unlink().unwrap();
 }
+
+/// Typed views take derived structs of numbers, and refuse (at compile time) those that
+/// hold a `bool` or a `char`: what the derive computes for them.
+#[test]
+fn the_derive_tells_which_structs_a_view_takes() {
+    use multiproc::Plain;
+    #[derive(Clone, Copy, multiproc::Plain)]
+    #[repr(C)]
+    struct Numbers {
+        a: u32,
+        b: [f32; 3],
+    }
+    #[derive(Clone, Copy, multiproc::Plain)]
+    #[repr(C)]
+    struct Flagged {
+        a: u32,
+        flags: [bool; 4],
+    }
+    #[derive(Clone, Copy, multiproc::Plain)]
+    #[repr(C)]
+    struct Nested {
+        inner: Flagged,
+    }
+    const {
+        assert!(<Numbers as Plain>::VALID_FOR_ANY_BITS);
+        assert!(!<Flagged as Plain>::VALID_FOR_ANY_BITS);
+        assert!(!<Nested as Plain>::VALID_FOR_ANY_BITS);
+        assert!(!<char as Plain>::VALID_FOR_ANY_BITS);
+    }
+    let shm = SharedMemory::create(64).unwrap();
+    assert_eq!(shm.as_slice::<Numbers>().len(), 4);
+    shm.unlink().unwrap();
+}
