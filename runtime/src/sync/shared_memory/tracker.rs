@@ -85,7 +85,8 @@ fn tell(kind: u8, name: &str, start: bool) -> io::Result<()> {
     message.push(kind);
     message.extend_from_slice(name.as_bytes());
     let mut tracker = TRACKER.lock().unwrap_or_else(PoisonError::into_inner);
-    for _ in 0..2 {
+    // At worst: a send to a tracker that is gone, the start of a new one, a send to it.
+    for _ in 0..3 {
         let Some(fd) = tracker.as_ref() else {
             if !start {
                 return Ok(());
