@@ -364,6 +364,35 @@
 //! data: numbers, `bool`, `char`, arrays of them, and `#[repr(C)]` structs that
 //! `#[derive(Plain)]` checks; whatever another process writes, reading it is never
 //! undefined behaviour.
+//!
+//! # Shared memory by name
+//!
+//! [`SharedMemory`] is Python's `multiprocessing.shared_memory`: a block in `/dev/shm`
+//! that any process attaches to by name, unrelated programs too, with range-checked
+//! [`read`](SharedMemory::read)/[`write`](SharedMemory::write) copies and typed views
+//! ([`as_slice`](SharedMemory::as_slice)) of [`Plain`] data, read by many workers with
+//! no copy; [`ShareableList`] is a fixed-length list of [`Item`]s in such a block. A
+//! block is removed by [`unlink`](SharedMemory::unlink), or, unless created with
+//! `track(false)`, once the process that created it and every process it started are
+//! gone, SIGKILL included.
+//!
+//! ```
+//! use multiproc::SharedMemory;
+//!
+//! #[multiproc::worker]
+//! fn total(shm: SharedMemory) -> f64 {
+//!     shm.as_slice::<f64>().iter().sum() // crossed as its name, attached again
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     let mut shm = SharedMemory::create(1000 * 8)?;
+//!     shm.as_mut_slice::<f64>().fill(0.5);
+//!     let same = SharedMemory::open(shm.name())?;
+//!     assert_eq!(total::spawn(same)?.join_value()?, 500.0);
+//!     shm.unlink()?;
+//!     Ok(())
+//! }
+//! ```
 #![warn(
     missing_docs,
     unreachable_pub,
@@ -384,8 +413,8 @@ struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, Condition, Connection, Event, JoinableQueue, Lock, Pipe,
-        Pool, Process, Queue, RLock, Run, Semaphore, SimpleQueue, Value, Waitable, Worker,
-        active_children, cpu_count, current_process, log_to_stderr, parent_process, process, wait,
-        worker,
+        Pool, Process, Queue, RLock, Run, Semaphore, SharedMemory, SimpleQueue, Value, Waitable,
+        Worker, active_children, cpu_count, current_process, log_to_stderr, parent_process,
+        process, wait, worker,
     };
 }

@@ -59,6 +59,7 @@ const _: () = {
     is_error::<multiproc::TaskError>();
     is_error::<multiproc::PoolError>();
     is_error::<multiproc::ManagerError>();
+    is_error::<multiproc::SharedMemoryError>();
 };
 
 /// Each level of `e`'s source chain, printed.

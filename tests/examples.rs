@@ -229,3 +229,13 @@ fn remote_manager() {
         "{stderr:#?}"
     );
 }
+
+#[test]
+fn shared_memory() {
+    let out = example("shared_memory");
+    assert!(
+        lines(&out.stdout)
+            .contains(&"shared_memory: 4 workers summed 1000 values to 499500".to_owned()),
+        "{out:?}"
+    );
+}

@@ -160,6 +160,12 @@ fn emit(item: &DeriveInput, krate: &Path, fields: &[(Member, syn::Type)]) -> Tok
             // is normalized.
             #[allow(unsafe_code)]
             unsafe impl #private::Plain for #ident {
+                const VALID_FOR_ANY_BITS: bool = {
+                    #[allow(unused_imports)]
+                    use #private::AnyBitsFallback as _;
+                    true #(&& <#private::AnyBitsProbe<#types>>::VALID_FOR_ANY_BITS)*
+                };
+
                 unsafe fn normalize(value: *mut Self) {
                     #(#normalize)*
                     let _ = value;

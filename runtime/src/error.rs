@@ -52,6 +52,9 @@ pub enum Error {
     Manager(ManagerError),
     /// Workers could not be started on a cluster, or did not connect back.
     Launch(LaunchError),
+    /// A [`SharedMemory`](crate::SharedMemory) or
+    /// [`ShareableList`](crate::ShareableList) refused an operation.
+    SharedMemory(crate::sync::SharedMemoryError),
     /// The operating system refused an operation.
     Io(io::Error),
 }
@@ -69,6 +72,7 @@ impl fmt::Display for Error {
             Error::Task(e) => e.fmt(f),
             Error::Manager(e) => e.fmt(f),
             Error::Launch(e) => e.fmt(f),
+            Error::SharedMemory(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -90,6 +94,7 @@ impl std::error::Error for Error {
             Error::Task(e) => e.source(),
             Error::Manager(e) => e.source(),
             Error::Launch(e) => e.source(),
+            Error::SharedMemory(e) => e.source(),
         }
     }
 }

@@ -10,8 +10,9 @@
 //! [`SimpleQueue`]) and pipes ([`Pipe`], [`Connection`]) that cross processes, and the
 //! synchronisation primitives and shared values ([`Lock`], [`RLock`], [`Semaphore`],
 //! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`], [`Array`]),
-//! the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`], and the
-//! [`Manager`], a server process holding shared objects behind proxies.
+//! the [`Pool`] of worker processes with its [`AsyncResult`] and [`Imap`], the
+//! [`Manager`], a server process holding shared objects behind proxies, and
+//! [`SharedMemory`] and [`ShareableList`], named blocks any process attaches by name.
 
 #![warn(
     missing_docs,
@@ -79,9 +80,9 @@ pub use process::start::{START_METHOD_ENV, StartMethod, get_start_method, set_st
 pub use process::worker::{Failure, Run, RunResult, Worker};
 pub use sync::{
     Array, ArrayGuard, AtomicInt, Barrier, BarrierAction, BoundedSemaphore, BrokenBarrierError,
-    Condition, ConditionGuard, Event, IndexError, Lock, LockGuard, LockResult, Lockable, NoAction,
-    NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
-    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, SyncError, TryLockError, TryLockResult, Value,
-    ValueGuard, WaitError,
+    Condition, ConditionGuard, Event, IndexError, Item, Lock, LockGuard, LockResult, Lockable,
+    NoAction, NotifyError, Plain, PoisonError, RLock, RLockGuard, RawArray, RawValue, ReleaseError,
+    SEM_VALUE_MAX, Semaphore, SemaphoreGuard, ShareableList, SharedMemory, SharedMemoryBuilder,
+    SharedMemoryError, SyncError, TryLockError, TryLockResult, Value, ValueGuard, WaitError,
 };
 pub use wire::codec::MAX_MESSAGE_LEN;

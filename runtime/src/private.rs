@@ -239,3 +239,26 @@ pub unsafe fn normalize_field<T: Plain>(field: *mut T) {
     // SAFETY: the caller's guarantee.
     unsafe { T::normalize(field) }
 }
+
+/// Whether a field's type is valid for every bit pattern, for the
+/// `VALID_FOR_ANY_BITS` of a struct that derives [`Plain`]: `Plain::VALID_FOR_ANY_BITS`
+/// of a plain type, and `false` (from [`AnyBitsFallback`]) for any other, so that a
+/// field that is not plain gets its one error from [`normalize_field`], not a second
+/// one here. Works for the concrete field types the derive sees. Not public API; used
+/// by `#[derive(Plain)]`.
+#[derive(Debug)]
+pub struct AnyBitsProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: Plain> AnyBitsProbe<T> {
+    /// `T::VALID_FOR_ANY_BITS`.
+    pub const VALID_FOR_ANY_BITS: bool = T::VALID_FOR_ANY_BITS;
+}
+
+/// The `false` that [`AnyBitsProbe`] gives a type that is not [`Plain`]. Not public
+/// API; used by `#[derive(Plain)]`.
+pub trait AnyBitsFallback {
+    /// `false`: not plain.
+    const VALID_FOR_ANY_BITS: bool = false;
+}
+
+impl<T: ?Sized> AnyBitsFallback for AnyBitsProbe<T> {}

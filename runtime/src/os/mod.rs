@@ -4,5 +4,6 @@
 pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod identity;
+pub(crate) mod named_shm;
 pub(crate) mod shm;
 pub(crate) mod sys;

@@ -51,7 +51,10 @@ use std::mem::size_of;
 /// Implement it by hand only for a `Copy` type that is valid for *every* bit pattern
 /// (after [`normalize`](Plain::normalize), if you override it), has no padding (its
 /// bytes are copied to shared memory one by one, and a padding byte is uninitialized)
-/// and holds no pointer or reference.
+/// and holds no pointer or reference. Set the hidden `VALID_FOR_ANY_BITS` to `true`
+/// only if every bit pattern is a valid value *without* normalization (it lets
+/// [`SharedMemory`](crate::SharedMemory) hand out `&[Self]` over memory that other
+/// processes write); it is `false` unless said otherwise.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not plain data, which shared memory holds",
     note = "plain data: integers, floats, `bool`, `char`, arrays of them, and `#[repr(C)]` structs of them that derive `multiproc::Plain`"
@@ -68,12 +71,21 @@ pub unsafe trait Plain: Copy + Send + Sync + 'static {
     unsafe fn normalize(value: *mut Self) {
         let _ = value;
     }
+
+    /// Whether every bit pattern is a valid `Self` as it stands, with no
+    /// normalization: integers and floats, arrays and `derive(Plain)` structs of
+    /// them; not `bool` or `char`. Typed views of
+    /// [`SharedMemory`](crate::SharedMemory) require it.
+    #[doc(hidden)]
+    const VALID_FOR_ANY_BITS: bool = false;
 }
 
 macro_rules! plain {
     ($($ty:ty),*) => {$(
         // SAFETY: valid for every bit pattern, no pointers.
-        unsafe impl Plain for $ty {}
+        unsafe impl Plain for $ty {
+            const VALID_FOR_ANY_BITS: bool = true;
+        }
     )*};
 }
 
@@ -109,6 +121,8 @@ unsafe impl Plain for char {
 
 // SAFETY: an array of plain elements, normalized one by one, has no padding.
 unsafe impl<T: Plain, const N: usize> Plain for [T; N] {
+    const VALID_FOR_ANY_BITS: bool = T::VALID_FOR_ANY_BITS;
+
     unsafe fn normalize(value: *mut Self) {
         let first = value.cast::<T>();
         for i in 0..N {
