@@ -20,10 +20,15 @@
 //!   one byte (elements of a zero-sized type take none, but serde never preallocates
 //!   for those).
 //!
+//! - a `Vec<u8>` whose seed is the plain one (at the top, as an element, a field, a
+//!   map's key or value) is decoded as a byte buffer, which is how it is encoded: one
+//!   bounded copy instead of one visit per byte.
+//!
 //! Everything else is passed through unchanged, so values decode exactly as bincode
 //! decodes them.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
@@ -49,6 +54,9 @@ impl<'de, T: serde::Deserialize<'de>> DeserializeSeed<'de> for BoundedSeed<T> {
     type Value = T;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        if unty::type_equal::<T, Vec<u8>>() {
+            return byte_vec(deserializer);
+        }
         T::deserialize(Bounded {
             inner: deserializer,
             cap: self.cap,
@@ -302,10 +310,51 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        // The seed of a plain `Vec<u8>` (what `next_element::<Vec<u8>>` passes): no
+        // state of its own, so decoding the value directly is what it would do.
+        if unty::type_equal::<S, PhantomData<Vec<u8>>>() {
+            return byte_vec(deserializer);
+        }
         self.inner.deserialize(Bounded {
             inner: deserializer,
             cap: self.cap,
         })
+    }
+}
+
+/// Decodes a `Vec<u8>` as the bytes it is encoded as (its length, then its elements,
+/// one byte each), borrowed from the input and copied once, rather than element by
+/// element; `T` is `Vec<u8>`, which the callers check.
+fn byte_vec<'de, T, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+    let bytes = deserializer.deserialize_bytes(ByteVec)?;
+    if !unty::type_equal::<T, Vec<u8>>() {
+        return Err(serde::de::Error::custom(
+            "a byte vector decoded as another type",
+        ));
+    }
+    let bytes = std::mem::ManuallyDrop::new(bytes);
+    // SAFETY: `T` is `Vec<u8>` (checked above; `Vec<u8>` has no lifetimes), and the
+    // original is not dropped.
+    Ok(unsafe { std::mem::transmute_copy::<Vec<u8>, T>(&bytes) })
+}
+
+/// Receives a `Vec<u8>`'s bytes borrowed from the input (their length already checked
+/// against the bytes present) and copies them.
+struct ByteVec;
+
+impl<'de> Visitor<'de> for ByteVec {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte vector")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
     }
 }
 
@@ -505,6 +554,42 @@ mod tests {
         let (largest, result) = largest_allocation(|| decode_record::<Vec<Vec<u64>>>(&nested));
         assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
         assert!(largest <= 24 * nested.len(), "allocated {largest} bytes");
+    }
+
+    #[test]
+    fn byte_vectors_decode_in_one_piece_and_stay_bounded() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Holder {
+            a: Vec<u8>,
+            b: Vec<Vec<u8>>,
+            c: BTreeMap<Vec<u8>, Vec<u8>>,
+            d: (u8, Vec<u8>),
+        }
+        let value = Holder {
+            a: (0..=255).cycle().take(70_000).collect(),
+            b: vec![vec![], vec![7; 251]],
+            c: [(vec![1], vec![2; 300])].into_iter().collect(),
+            d: (3, vec![4; 65_536]),
+        };
+        let bytes = encode_record(&value).unwrap();
+        assert_eq!(decode_record::<Holder>(&bytes).unwrap(), value);
+        let top: Vec<u8> = vec![5; 1000];
+        let bytes = encode_record(&top).unwrap();
+        assert_eq!(decode_record::<Vec<u8>>(&bytes).unwrap(), top);
+        assert_eq!(
+            decode_record::<Vec<u8>>(&bytes[..500]).unwrap_err().kind(),
+            CodecErrorKind::Truncated
+        );
+        // A forged length, at the top and as a field: nothing of its size allocated.
+        let forged = claim((1 << 30) - 64, b"abcd");
+        let (largest, result) = largest_allocation(|| decode_record::<Vec<u8>>(&forged));
+        assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
+        assert!(largest < 4096, "allocated {largest} bytes");
+        let mut field = vec![0u8];
+        field.extend(&forged);
+        let (largest, result) = largest_allocation(|| decode_record::<(u8, Vec<u8>)>(&field));
+        assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
+        assert!(largest < 4096, "allocated {largest} bytes");
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

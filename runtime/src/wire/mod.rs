@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod bounded;
 pub(crate) mod codec;
 pub(crate) mod courier;
+mod encoder;
 pub(crate) mod error;
 pub(crate) mod frames;
 mod portable;
