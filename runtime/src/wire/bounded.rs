@@ -22,13 +22,19 @@
 //!
 //! - a `Vec<u8>` whose seed is the plain one (at the top, as an element, a field, a
 //!   map's key or value) is decoded as a byte buffer, which is how it is encoded: one
-//!   bounded copy instead of one visit per byte.
+//!   bounded copy instead of one visit per byte; a `Vec<f64>` or `Vec<f32>` is
+//!   allocated once at its announced length capped by the input (each element takes
+//!   its full width), rather than grown from serde's cautious 1 MiB;
+//! - the large buffers made here (and by `encoder` and `frames`) are advised to use
+//!   huge pages (see `pages`).
 //!
 //! Everything else is passed through unchanged, so values decode exactly as bincode
 //! decodes them.
 
 use std::fmt;
 use std::marker::PhantomData;
+
+use crate::wire::pages;
 
 use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
@@ -56,6 +62,9 @@ impl<'de, T: serde::Deserialize<'de>> DeserializeSeed<'de> for BoundedSeed<T> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
         if unty::type_equal::<T, Vec<u8>>() {
             return byte_vec(deserializer);
+        }
+        if is_float_vec::<T>() {
+            return float_vec(deserializer, self.cap);
         }
         T::deserialize(Bounded {
             inner: deserializer,
@@ -315,6 +324,11 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<S> {
         if unty::type_equal::<S, PhantomData<Vec<u8>>>() {
             return byte_vec(deserializer);
         }
+        if unty::type_equal::<S, PhantomData<Vec<f64>>>()
+            || unty::type_equal::<S, PhantomData<Vec<f32>>>()
+        {
+            return float_vec(deserializer, self.cap);
+        }
         self.inner.deserialize(Bounded {
             inner: deserializer,
             cap: self.cap,
@@ -338,6 +352,69 @@ fn byte_vec<'de, T, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error
     Ok(unsafe { std::mem::transmute_copy::<Vec<u8>, T>(&bytes) })
 }
 
+/// Whether `T` is one of the float vectors [`float_vec`] decodes.
+fn is_float_vec<T>() -> bool {
+    unty::type_equal::<T, Vec<f64>>() || unty::type_equal::<T, Vec<f32>>()
+}
+
+/// Decodes a `Vec<f64>` or `Vec<f32>` (`T`, which the callers check) into a vector
+/// allocated once at the length the input announces, capped by what the input can hold
+/// (each element takes its full width).
+fn float_vec<'de, T, D: Deserializer<'de>>(deserializer: D, cap: usize) -> Result<T, D::Error> {
+    fn cast<T, U>(value: U) -> T {
+        let value = std::mem::ManuallyDrop::new(value);
+        // SAFETY: called only where `T` is `U` (checked just before; neither has
+        // lifetimes), and the original is not dropped.
+        unsafe { std::mem::transmute_copy::<U, T>(&value) }
+    }
+    if unty::type_equal::<T, Vec<f64>>() {
+        deserializer
+            .deserialize_seq(FloatVec::<f64>::new(cap))
+            .map(cast::<T, Vec<f64>>)
+    } else if unty::type_equal::<T, Vec<f32>>() {
+        deserializer
+            .deserialize_seq(FloatVec::<f32>::new(cap))
+            .map(cast::<T, Vec<f32>>)
+    } else {
+        Err(serde::de::Error::custom(
+            "a float vector decoded as another type",
+        ))
+    }
+}
+
+/// Builds a vector of floats from a sequence, preallocated as `float_vec` says.
+struct FloatVec<F> {
+    cap: usize,
+    marker: PhantomData<fn() -> F>,
+}
+
+impl<F> FloatVec<F> {
+    fn new(cap: usize) -> Self {
+        FloatVec {
+            cap,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<'de, F: Copy + serde::Deserialize<'de>> Visitor<'de> for FloatVec<F> {
+    type Value = Vec<F>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of floats")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<F>, A::Error> {
+        let most = self.cap / std::mem::size_of::<F>();
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(most));
+        pages::prefer_huge_pages(&mut out);
+        while let Some(x) = seq.next_element::<F>()? {
+            out.push(x);
+        }
+        Ok(out)
+    }
+}
+
 /// Receives a `Vec<u8>`'s bytes borrowed from the input (their length already checked
 /// against the bytes present) and copies them.
 struct ByteVec;
@@ -350,7 +427,9 @@ impl<'de> Visitor<'de> for ByteVec {
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
+        let mut bytes = pages::with_capacity(v.len());
+        bytes.extend_from_slice(v);
+        Ok(bytes)
     }
 
     fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
@@ -370,7 +449,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for OwnedString<V> {
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<V::Value, E> {
-        self.0.visit_string(v.to_owned())
+        let mut bytes = pages::with_capacity(v.len());
+        bytes.extend_from_slice(v.as_bytes());
+        // SAFETY: the bytes of a `str`, so valid UTF-8.
+        self.0
+            .visit_string(unsafe { String::from_utf8_unchecked(bytes) })
     }
 
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<V::Value, E> {
@@ -588,6 +671,39 @@ mod tests {
         let mut field = vec![0u8];
         field.extend(&forged);
         let (largest, result) = largest_allocation(|| decode_record::<(u8, Vec<u8>)>(&field));
+        assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
+        assert!(largest < 4096, "allocated {largest} bytes");
+    }
+
+    #[test]
+    fn float_vectors_decode_preallocated_and_stay_bounded() {
+        let value = (
+            vec![1.5f64, -0.0, f64::MAX, 1e-300],
+            vec![vec![2.5f32; 70_000], vec![]],
+            (0..100_000)
+                .map(|i| f64::from(i) / 7.0)
+                .collect::<Vec<f64>>(),
+        );
+        let bytes = encode_record(&value).unwrap();
+        assert_eq!(
+            decode_record::<(Vec<f64>, Vec<Vec<f32>>, Vec<f64>)>(&bytes).unwrap(),
+            value
+        );
+        let top = encode_record(&value.2).unwrap();
+        assert_eq!(decode_record::<Vec<f64>>(&top).unwrap(), value.2);
+        assert_eq!(
+            decode_record::<Vec<f64>>(&top[..top.len() - 3])
+                .unwrap_err()
+                .kind(),
+            CodecErrorKind::Truncated
+        );
+        // A forged length (1 Ti elements): nothing of its size preallocated.
+        let forged = claim(1 << 40, &[0; 16]);
+        let (largest, result) = largest_allocation(|| decode_record::<Vec<f64>>(&forged));
+        assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
+        assert!(largest < 4096, "allocated {largest} bytes");
+        let (largest, result) =
+            largest_allocation(|| decode_record::<(u8, Vec<f32>)>(&[&[0u8][..], &forged].concat()));
         assert_eq!(result.unwrap_err().kind(), CodecErrorKind::Truncated);
         assert!(largest < 4096, "allocated {largest} bytes");
     }

@@ -17,6 +17,7 @@
 
 use std::fmt;
 
+use crate::wire::pages;
 use serde::ser::{
     self, Serialize, SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant,
     SerializeTuple, SerializeTupleStruct, SerializeTupleVariant, Serializer,
@@ -122,7 +123,10 @@ impl Encoder<'_> {
 
     /// A length, then `bytes`, reserved at once.
     fn block(&mut self, len: usize, bytes: &[u8]) {
-        self.out.reserve(9 + bytes.len());
+        if self.out.capacity() - self.out.len() < 9 + bytes.len() {
+            self.out.reserve(9 + bytes.len());
+            pages::prefer_huge_pages(self.out);
+        }
         self.varint(len as u64);
         self.raw(bytes);
     }

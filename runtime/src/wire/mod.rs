@@ -9,4 +9,5 @@ pub(crate) mod courier;
 mod encoder;
 pub(crate) mod error;
 pub(crate) mod frames;
+pub(crate) mod pages;
 mod portable;
