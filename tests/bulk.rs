@@ -191,18 +191,13 @@ fn a_writer_killed_in_a_large_send_gives_the_reader_an_error() {
     assert!(child.join().is_ok());
     // Whole messages sent before the kill, then an error: never a damaged one.
     let mut whole = 0;
-    loop {
-        match ours.recv() {
-            Ok(message) => {
-                assert!(
-                    message == expected,
-                    "a message of {} bytes came out damaged",
-                    message.len()
-                );
-                whole += 1;
-                assert!(whole < 64, "the pipe kept giving messages");
-            }
-            Err(_) => break,
-        }
+    while let Ok(message) = ours.recv() {
+        assert!(
+            message == expected,
+            "a message of {} bytes came out damaged",
+            message.len()
+        );
+        whole += 1;
+        assert!(whole < 64, "the pipe kept giving messages");
     }
 }
