@@ -4,6 +4,7 @@
 
 pub(crate) mod auth;
 mod bounded;
+mod bulk;
 pub(crate) mod codec;
 pub(crate) mod courier;
 mod encoder;
