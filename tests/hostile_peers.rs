@@ -427,6 +427,79 @@ fn sparse_spill(q: Queue<Option<Queue<u8>>>) {
     drop(q);
 }
 
+/// Publishes a spilled item of 64 KiB whose memory is a whole (no holes) memfd of
+/// `size` bytes, sealed against resizing only if `sealed`, then exits: a forged spill
+/// that a reader must refuse (memory that could shrink under it, or that is not the
+/// size announced).
+#[multiproc::worker]
+fn forged_spill(q: Queue<Option<Queue<u8>>>, size: usize, sealed: bool) {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    const ANNOUNCED: u64 = 64 << 10;
+    let m = Mapped::find("Queue");
+    let memfd = memfd_create(c"multiproc:queue-item", MFdFlags::MFD_ALLOW_SEALING).unwrap();
+    nix::unistd::write(&memfd, &vec![7u8; size]).unwrap();
+    if sealed {
+        fcntl(
+            &memfd,
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE,
+            ),
+        )
+        .unwrap();
+    }
+    let tx = courier_tx();
+    let seq = m.u64_at(Q_FD_SEQ).fetch_add(1, Ordering::SeqCst);
+    let bytes = seq.to_le_bytes();
+    let fds = [memfd.as_raw_fd()];
+    sendmsg::<()>(
+        tx.as_fd().as_raw_fd(),
+        &[std::io::IoSlice::new(&bytes)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .unwrap();
+    forge_record(
+        &m,
+        Q_TAIL,
+        Q_DATA,
+        4096,
+        Q_SPILL,
+        seq,
+        &ANNOUNCED.to_le_bytes(),
+    );
+    drop(q);
+}
+
+#[test]
+fn a_spill_that_could_shrink_or_is_not_its_announced_size_is_refused() {
+    // Unsealed (it could be shrunk under the reader), smaller than announced (as if
+    // shrunk), larger than announced.
+    for (size, sealed, needle) in [
+        (64 << 10, false, "not sealed"),
+        (32 << 10, true, "announced as"),
+        (128 << 10, true, "announced as"),
+    ] {
+        let q: Queue<Option<Queue<u8>>> = Queue::builder().buffer_size(4096).build().unwrap();
+        let probe: Queue<u8> = Queue::new().unwrap();
+        q.put(Some(probe)).unwrap();
+        let forger = forged_spill::spawn(q.clone(), size, sealed).unwrap();
+        assert_eq!(forger.join().unwrap(), 0);
+        assert!(matches!(q.get_timeout(Duration::from_secs(2)), Ok(Some(_))));
+        match q.get_timeout(Duration::from_secs(2)) {
+            Err(GetTimeoutError::Failed(e)) => {
+                assert!(is_corrupt(&e, needle), "{size} bytes, sealed {sealed}: {e}")
+            }
+            other => panic!("{size} bytes, sealed {sealed}: {other:?}"),
+        }
+        // The queue goes on.
+        q.put(None).unwrap();
+        assert!(matches!(q.get_timeout(Duration::from_secs(2)), Ok(None)));
+    }
+}
+
 fn max_rss_kib() -> i64 {
     // SAFETY: `rusage` is plain integers, valid when zeroed.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };

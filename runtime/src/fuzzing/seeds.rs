@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::descriptors;
-use super::records::{Bytes, Everything, Floats};
+use super::records::{Bulk, Bytes, Everything, Floats};
 use crate::ipc::ring::Word;
 use crate::os::shm::SharedRegion;
 use crate::process::bootstrap::{Bootstrap, Parent};
@@ -100,6 +100,24 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             record(
                 7,
                 encode(&Floats(1.5, vec![f64::NAN, -0.0], Some((2.0, 3.0)))),
+            ),
+        ),
+        (
+            "codec_record",
+            "bulk",
+            record(
+                8,
+                encode(&Bulk {
+                    bytes: (0..=255).collect(),
+                    floats: vec![0.5, f64::NAN, -1e300],
+                    singles: vec![2.5; 3],
+                    signed: vec![-128, 0, 127],
+                    flags: vec![true, false],
+                    boxed: Box::from(&b"box"[..]),
+                    maybe: Some(vec![9; 300]),
+                    nested: vec![(vec![1], vec![1.0]), (vec![], vec![])],
+                    map: [(vec![7u8], vec![0.25f32])].into_iter().collect(),
+                }),
             ),
         ),
     ]);

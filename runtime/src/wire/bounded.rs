@@ -18,12 +18,25 @@
 //! - a sequence's or map's size hint, which serde's collections use to preallocate, is
 //!   capped by the input's length: every element of a genuine message takes at least
 //!   one byte (elements of a zero-sized type take none, but serde never preallocates
-//!   for those).
+//!   for those);
+//! - a `Vec<u8>` whose seed is the plain one (at the top, as an element, a field, a
+//!   map's key or value) is decoded as a byte buffer, which is how it is encoded: one
+//!   bounded copy instead of one visit per byte; a `Vec<f64>` or `Vec<f32>` is
+//!   allocated once at its announced length capped by the input (each element takes
+//!   its full width), rather than grown from serde's cautious 1 MiB;
+//! - the large buffers made here (and by `encoder` and `frames`) are advised to use
+//!   huge pages (see `pages`).
+//!
+//! The two vector shortcuts live in `bulk`.
 //!
 //! Everything else is passed through unchanged, so values decode exactly as bincode
 //! decodes them.
 
 use std::fmt;
+use std::marker::PhantomData;
+
+use crate::wire::bulk::{byte_vec, float_vec, is_float_vec};
+use crate::wire::pages;
 
 use serde::de::{
     DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
@@ -49,6 +62,12 @@ impl<'de, T: serde::Deserialize<'de>> DeserializeSeed<'de> for BoundedSeed<T> {
     type Value = T;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        if unty::type_equal::<T, Vec<u8>>() {
+            return byte_vec(deserializer);
+        }
+        if is_float_vec::<T>() {
+            return float_vec(deserializer, self.cap);
+        }
         T::deserialize(Bounded {
             inner: deserializer,
             cap: self.cap,
@@ -302,6 +321,16 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        // The seed of a plain `Vec<u8>` (what `next_element::<Vec<u8>>` passes): no
+        // state of its own, so decoding the value directly is what it would do.
+        if unty::type_equal::<S, PhantomData<Vec<u8>>>() {
+            return byte_vec(deserializer);
+        }
+        if unty::type_equal::<S, PhantomData<Vec<f64>>>()
+            || unty::type_equal::<S, PhantomData<Vec<f32>>>()
+        {
+            return float_vec(deserializer, self.cap);
+        }
         self.inner.deserialize(Bounded {
             inner: deserializer,
             cap: self.cap,
@@ -321,7 +350,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for OwnedString<V> {
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<V::Value, E> {
-        self.0.visit_string(v.to_owned())
+        let mut bytes = pages::with_capacity(v.len());
+        bytes.extend_from_slice(v.as_bytes());
+        // SAFETY: the bytes of a `str`, so valid UTF-8.
+        self.0
+            .visit_string(unsafe { String::from_utf8_unchecked(bytes) })
     }
 
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<V::Value, E> {
@@ -351,7 +384,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for OwnedBytes<V> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
     use std::collections::{BTreeMap, HashMap};
@@ -405,7 +438,7 @@ mod tests {
     static ALLOCATOR: Recording = Recording;
 
     /// The largest single allocation `f` makes on this thread, and its result.
-    fn largest_allocation<R>(f: impl FnOnce() -> R) -> (usize, R) {
+    pub(crate) fn largest_allocation<R>(f: impl FnOnce() -> R) -> (usize, R) {
         LARGEST.with(|l| l.set(Some(0)));
         let result = f();
         let largest = LARGEST.with(|l| l.replace(None)).unwrap_or_default();
@@ -414,7 +447,7 @@ mod tests {
 
     /// A varint length of `n` (bincode's standard encoding for a `u64` above
     /// `u32::MAX`), then `tail`.
-    fn claim(n: u64, tail: &[u8]) -> Vec<u8> {
+    pub(crate) fn claim(n: u64, tail: &[u8]) -> Vec<u8> {
         let mut bytes = vec![253];
         bytes.extend_from_slice(&n.to_le_bytes());
         bytes.extend_from_slice(tail);

@@ -1,6 +1,8 @@
 //! All encoding lives here, so that the codec can be swapped in one place.
 //!
-//! Values are encoded with bincode 2 (its serde support, standard configuration).
+//! Values are encoded in bincode 2's standard encoding (its serde support, standard
+//! configuration): written by `encoder`, which copies large plain vectors in one piece,
+//! and read by bincode through `bounded`.
 //! Messages on a stream are framed as a 4-byte little-endian length followed by that
 //! many bytes (see `frames`). Nothing here trusts its input: an input above
 //! [`MAX_MESSAGE_LEN`] is refused before anything is allocated, no allocation made while
@@ -25,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) use crate::os::fd::PortableFd;
 use crate::wire::bounded::BoundedSeed;
+use crate::wire::encoder;
 use crate::wire::error::{CodecError, CodecErrorKind};
 
 /// The largest message multiproc encodes or accepts: 1 GiB.
@@ -109,9 +112,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ) -> Result<Vec<OwnedFd>, CodecError> {
     let start = bytes.len();
     let collector = Restore::install(&OUTGOING, Vec::new());
-    let result = bincode::serde::encode_into_std_write(value, &mut *bytes, config());
+    let result = encoder::encode_to(value, bytes);
     let fds = collector.take().unwrap_or_default();
-    result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
+    result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.0))?;
     check_len(bytes.len() - start)?;
     if fds.len() > MAX_FDS {
         return Err(CodecError::new(
@@ -128,8 +131,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// Encodes one of multiproc's own records, which hold no handles.
 pub(crate) fn encode_record<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut bytes = Vec::new();
-    bincode::serde::encode_into_std_write(value, &mut bytes, config())
-        .map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
+    encoder::encode_to(value, &mut bytes)
+        .map_err(|e| CodecError::new(CodecErrorKind::Encode, e.0))?;
     check_len(bytes.len())?;
     Ok(bytes)
 }

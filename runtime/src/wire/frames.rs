@@ -25,6 +25,7 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 use crate::os::sys;
 use crate::wire::codec::{self, HEADER_LEN, MAX_FDS};
 use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::pages;
 
 /// One message received: its bytes and the descriptors sent with it.
 #[derive(Debug, Default)]
@@ -165,6 +166,10 @@ impl FrameReader {
         let want = self.want();
         let start = self.filled;
         if self.buf.len() < start + want {
+            if self.buf.capacity() < start + want {
+                self.buf.reserve(start + want - self.buf.len());
+                pages::prefer_huge_pages(&mut self.buf);
+            }
             self.buf.resize(start + want, 0);
         }
         if self.cmsg.is_empty() {

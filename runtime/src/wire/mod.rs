@@ -4,8 +4,11 @@
 
 pub(crate) mod auth;
 mod bounded;
+mod bulk;
 pub(crate) mod codec;
 pub(crate) mod courier;
+mod encoder;
 pub(crate) mod error;
 pub(crate) mod frames;
+pub(crate) mod pages;
 mod portable;

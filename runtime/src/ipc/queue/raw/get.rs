@@ -16,6 +16,7 @@ use crate::os::futex;
 use crate::os::shm;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 use crate::wire::courier;
+use crate::wire::pages;
 
 use super::layout::{INLINE, SPILL};
 use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
@@ -247,6 +248,8 @@ fn copy_spilled(
     // mapping would (the shared-memory policy in `os::shm`).
     let file = std::fs::File::from(fd);
     out.clear();
+    out.reserve(len);
+    pages::prefer_huge_pages(out);
     out.resize(len, 0);
     let mut done = 0;
     while done < len {
