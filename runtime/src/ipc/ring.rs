@@ -218,26 +218,51 @@ impl<'a> Ring<'a> {
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
         debug_assert!(total <= self.size);
         let first = u64::from(len) | (u64::from(kind) << 32);
-        let mut header = [0u8; RECORD_HEADER as usize];
-        header[0..8].copy_from_slice(&first.to_le_bytes());
-        header[8..16].copy_from_slice(&seq.to_le_bytes());
         // Positions are multiples of 16 and the area's size is too: a header never
-        // wraps.
-        self.copy_in(tail.pos(), &header);
+        // wraps, and is two aligned words.
+        let at = (tail.pos() & self.mask()) as usize;
+        self.store_pair(at, first.to_le(), seq.to_le());
         let at = tail.pos().wrapping_add(RECORD_HEADER);
         match self.whole(at, 16) {
-            // A small payload is copied as one 16-byte block: the record's padding
-            // holds it, so nothing past the record is touched.
+            // A small payload is copied as one 16-byte block, two words: the record's
+            // padding holds it, so nothing past the record is touched.
             Some(at) if (1..=16).contains(&payload.len()) => {
                 let mut block = [0u8; 16];
                 block[..payload.len()].copy_from_slice(payload);
-                // SAFETY: `at..at + 16` is inside the data area, and inside this
-                // record (a payload of 1 to 16 bytes is padded to 16).
-                unsafe { copy_to_shared(&block, self.data.add(at)) };
+                let (low, high) = halves(&block);
+                self.store_pair(at, low, high);
             }
             _ => self.copy_in(at, payload),
         }
         tail.advance(total)
+    }
+
+    /// Stores two words at data offset `at` (16-aligned, `at + 16 <= size`: the
+    /// callers' positions are multiples of 16, masked into the area).
+    #[inline(always)]
+    fn store_pair(&self, at: usize, low: u64, high: u64) {
+        debug_assert!(at % 16 == 0 && at + 16 <= self.size as usize);
+        // SAFETY: `at..at + 16` is inside the data area (mapped for `'a`) and 16-aligned
+        // (the area is); every access to it, in any process, is atomic.
+        unsafe {
+            let word = self.data.add(at).cast::<u64>();
+            AtomicU64::from_ptr(word).store(low, Ordering::Relaxed);
+            AtomicU64::from_ptr(word.add(1)).store(high, Ordering::Relaxed);
+        }
+    }
+
+    /// Loads the two words at data offset `at` (as in `store_pair`).
+    #[inline(always)]
+    fn load_pair(&self, at: usize) -> (u64, u64) {
+        debug_assert!(at % 16 == 0 && at + 16 <= self.size as usize);
+        // SAFETY: as in `store_pair`.
+        unsafe {
+            let word = self.data.add(at).cast::<u64>();
+            (
+                AtomicU64::from_ptr(word).load(Ordering::Relaxed),
+                AtomicU64::from_ptr(word.add(1)).load(Ordering::Relaxed),
+            )
+        }
     }
 
     /// The offset of position `pos` if `len` bytes from there do not wrap around the
@@ -250,6 +275,15 @@ impl<'a> Ring<'a> {
     /// Publishes records written up to `tail` (a full barrier, so that a following
     /// load of a waiter count is ordered after it).
     pub(crate) fn publish(&self, tail: Word) {
+        self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
+        if cpu_due(tail) {
+            note_cpu(&self.ctl.tail.cpu);
+        }
+    }
+
+    /// Publishes several records at once (as [`publish`](Self::publish)), noting the
+    /// CPU every time: a batch pays for it once.
+    pub(crate) fn publish_batch(&self, tail: Word) {
         self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
         note_cpu(&self.ctl.tail.cpu);
     }
@@ -300,13 +334,10 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
-        let mut raw = [0u8; RECORD_HEADER as usize];
-        self.copy_out(head.pos(), &mut raw);
-        let mut first = [0u8; 8];
-        let mut seq = [0u8; 8];
-        first.copy_from_slice(&raw[0..8]);
-        seq.copy_from_slice(&raw[8..16]);
-        let (first, seq) = (u64::from_le_bytes(first), u64::from_le_bytes(seq));
+        // A whole number of 16-byte records is in use (checked by `used`): the header
+        // is two aligned words inside the area.
+        let (first, seq) = self.load_pair((head.pos() & self.mask()) as usize);
+        let (first, seq) = (u64::from_le(first), u64::from_le(seq));
         let header = RecordHeader {
             len: first as u32,
             kind: (first >> 32) as u32,
@@ -330,11 +361,12 @@ impl<'a> Ring<'a> {
         let len = (header.len as usize).min(self.size as usize);
         let at = head.pos().wrapping_add(RECORD_HEADER);
         if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
+            // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
+            // caller checked the record against the bytes in use.
+            let (low, high) = self.load_pair(at);
             let mut block = [0u8; 16];
-            // SAFETY: `at..at + 16` is inside the data area, and inside the record (a
-            // payload of 1 to 16 bytes is padded to 16; the caller checked the
-            // record against the bytes in use).
-            unsafe { copy_from_shared(self.data.add(at), &mut block) };
+            block[..8].copy_from_slice(&low.to_ne_bytes());
+            block[8..].copy_from_slice(&high.to_ne_bytes());
             out.extend_from_slice(&block[..len]);
             return;
         }
@@ -350,6 +382,14 @@ impl<'a> Ring<'a> {
 
     /// Frees the records up to `head` (a full barrier, as `publish`).
     pub(crate) fn release(&self, head: Word) {
+        self.ctl.head.word.swap(head.0, Ordering::SeqCst);
+        if cpu_due(head) {
+            note_cpu(&self.ctl.head.cpu);
+        }
+    }
+
+    /// Frees several records at once (as [`publish_batch`](Self::publish_batch)).
+    pub(crate) fn release_batch(&self, head: Word) {
         self.ctl.head.word.swap(head.0, Ordering::SeqCst);
         note_cpu(&self.ctl.head.cpu);
     }
@@ -367,6 +407,27 @@ impl<'a> Ring<'a> {
         }
     }
 }
+
+/// A 16-byte block as the two words that hold it in memory.
+#[inline(always)]
+fn halves(block: &[u8; 16]) -> (u64, u64) {
+    let mut low = [0u8; 8];
+    let mut high = [0u8; 8];
+    low.copy_from_slice(&block[..8]);
+    high.copy_from_slice(&block[8..]);
+    (u64::from_ne_bytes(low), u64::from_ne_bytes(high))
+}
+
+/// Whether a single publish or release that leaves `word` notes its CPU: the first
+/// of every [`CPU_EVERY`] records. The CPU is a hint for a waiter's spin (see
+/// `spin.rs`) and a process rarely moves, while reading it costs as much as the rest
+/// of a small record's publish.
+fn cpu_due(word: Word) -> bool {
+    word.count() % CPU_EVERY == 1
+}
+
+/// Records per noting of the CPU by single publishes and releases.
+const CPU_EVERY: u32 = 16;
 
 /// Records this thread's CPU in `slot` (a line the caller has just written anyway).
 fn note_cpu(slot: &AtomicU32) {
