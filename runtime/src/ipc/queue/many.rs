@@ -276,3 +276,118 @@ impl<T: Serialize + DeserializeOwned> Iterator for QueueDrain<'_, T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Encodes as its number; refuses to encode 13 and to decode 7.
+    #[derive(Debug, PartialEq)]
+    struct Picky(u32);
+
+    impl Serialize for Picky {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if self.0 == 13 {
+                return Err(serde::ser::Error::custom("not 13"));
+            }
+            s.serialize_u32(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Picky {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            match u32::deserialize(d)? {
+                7 => Err(serde::de::Error::custom("not 7")),
+                n => Ok(Picky(n)),
+            }
+        }
+    }
+
+    #[test]
+    fn an_item_that_cannot_be_encoded_stops_the_batch_after_the_ones_before() {
+        let q: Queue<Picky> = Queue::new().unwrap();
+        let err = q.put_many((10..20).map(Picky)).unwrap_err();
+        assert!(err.to_string().contains("not 13"), "{err}");
+        assert_eq!(err.into_inner(), (13..20).map(Picky).collect::<Vec<_>>());
+        let mut got = Vec::new();
+        assert_eq!(q.get_many(&mut got, 100).unwrap(), 3);
+        assert_eq!(got, (10..13).map(Picky).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_item_that_cannot_be_decoded_is_dropped_alone() {
+        let q: Queue<Picky> = Queue::new().unwrap();
+        q.put_many((5..10).map(Picky)).unwrap();
+        let mut got = Vec::new();
+        let err = q.get_many(&mut got, 100).unwrap_err();
+        assert!(err.to_string().contains("not 7"), "{err}");
+        assert_eq!(got, [Picky(5), Picky(6), Picky(8), Picky(9)]);
+        assert!(q.is_empty());
+        // Through a drain: the error comes after the items taken with it.
+        q.put_many((5..10).map(Picky)).unwrap();
+        let drained: Vec<std::result::Result<Picky, String>> =
+            q.drain().map(|r| r.map_err(|e| e.to_string())).collect();
+        assert_eq!(drained.len(), 5);
+        assert_eq!(
+            drained[..4],
+            [Ok(Picky(5)), Ok(Picky(6)), Ok(Picky(8)), Ok(Picky(9))]
+        );
+        assert!(drained[4].as_ref().unwrap_err().contains("not 7"));
+    }
+
+    #[test]
+    fn closed_empty_and_nothing_asked() {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let mut got = Vec::new();
+        assert_eq!(q.get_many(&mut got, 0).unwrap(), 0);
+        assert!(q.try_get_many(&mut got, 5).unwrap_err().is_empty());
+        assert!(
+            q.get_many_timeout(&mut got, 5, Duration::from_millis(10))
+                .unwrap_err()
+                .is_timeout()
+        );
+        q.put_many(Vec::new()).unwrap();
+        q.put_many([1, 2]).unwrap();
+        q.close();
+        let err = q.put_many([3, 4]).unwrap_err();
+        assert!(err.is_closed());
+        assert_eq!(err.into_inner(), [3, 4]);
+        assert_eq!(q.get_many(&mut got, 1).unwrap(), 1);
+        assert_eq!(q.get_many(&mut got, 5).unwrap(), 1);
+        assert_eq!(got, [1, 2]);
+        assert!(q.get_many(&mut got, 5).unwrap_err().is_closed());
+        assert!(q.try_get_many(&mut got, 5).unwrap_err().is_closed());
+    }
+
+    #[test]
+    fn handles_and_spilled_items_go_alone_in_their_place() {
+        let q: Queue<(u32, Vec<u8>, Option<Queue<u8>>)> =
+            Queue::builder().buffer_size(4096).build().unwrap();
+        let probe: Queue<u8> = Queue::new().unwrap();
+        let items = |i: u32| {
+            let len = if i % 5 == 0 { 3000 } else { 3 };
+            let handle = (i % 7 == 3).then(|| probe.clone());
+            (i, vec![i as u8; len], handle)
+        };
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < 100 {
+                    let before = got.len();
+                    let n = q.get_many(&mut got, 9).unwrap();
+                    assert_eq!(got.len() - before, n);
+                }
+                got
+            })
+        };
+        q.put_many((0..100).map(items)).unwrap();
+        let got = consumer.join().unwrap();
+        for (i, (n, bytes, handle)) in got.into_iter().enumerate() {
+            let (en, ebytes, ehandle) = items(i as u32);
+            assert_eq!((n, bytes), (en, ebytes));
+            assert_eq!(handle.is_some(), ehandle.is_some());
+        }
+    }
+}
