@@ -103,19 +103,23 @@ pub(crate) struct RingControl {
 pub(crate) struct Word(pub(crate) u64);
 
 impl Word {
+    #[inline]
     pub(crate) fn pos(self) -> u32 {
         self.0 as u32
     }
 
+    #[inline]
     pub(crate) fn count(self) -> u32 {
         (self.0 >> 32) as u32
     }
 
+    #[inline]
     pub(crate) fn new(count: u32, pos: u32) -> Word {
         Word((u64::from(count) << 32) | u64::from(pos))
     }
 
     /// The word after one more record of `bytes` bytes.
+    #[inline]
     pub(crate) fn advance(self, bytes: u32) -> Word {
         Word::new(self.count().wrapping_add(1), self.pos().wrapping_add(bytes))
     }
@@ -136,6 +140,7 @@ pub(crate) struct Corrupt(pub(crate) String);
 
 /// The bytes a record of `len` payload bytes takes, header and padding included;
 /// `None` if that does not fit in 32 bits.
+#[inline]
 pub(crate) fn record_bytes(len: usize) -> Option<u32> {
     let padded = len.checked_add(15)? & !15;
     u32::try_from(padded.checked_add(RECORD_HEADER as usize)?).ok()
@@ -169,12 +174,14 @@ impl<'a> Ring<'a> {
         }
     }
 
+    #[inline]
     fn mask(&self) -> u32 {
         self.size - 1
     }
 
     /// The bytes in use between `head` and `tail`; [`Corrupt`] if more than the ring
     /// holds or not a whole number of records.
+    #[inline]
     pub(crate) fn used(&self, head: Word, tail: Word) -> Result<u32, Corrupt> {
         let used = tail.pos().wrapping_sub(head.pos());
         if used > self.size || used % RECORD_HEADER != 0 || head.pos() % RECORD_HEADER != 0 {
@@ -189,6 +196,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The items between `head` and `tail` (as counted by the two words).
+    #[inline]
     pub(crate) fn items(head: Word, tail: Word) -> u32 {
         tail.count().wrapping_sub(head.count())
     }
@@ -197,6 +205,7 @@ impl<'a> Ring<'a> {
 
     /// The free bytes for a producer at `tail`, reading the consumer's `head` only if
     /// the last one seen leaves less than `wanted`.
+    #[inline]
     pub(crate) fn free(&self, tail: Word, wanted: u32) -> Result<u32, Corrupt> {
         let seen = Word(self.ctl.tx.seen.load(Ordering::Relaxed));
         if let Ok(used) = self.used(seen, tail) {
@@ -213,6 +222,7 @@ impl<'a> Ring<'a> {
     /// Writes a record at `tail` (which the caller checked has room for
     /// `record_bytes(payload.len())`), without publishing it; returns the word that
     /// publishes it.
+    #[inline]
     pub(crate) fn write(&self, tail: Word, kind: u32, seq: u64, payload: &[u8]) -> Word {
         let len = payload.len() as u32;
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
@@ -267,6 +277,7 @@ impl<'a> Ring<'a> {
 
     /// The offset of position `pos` if `len` bytes from there do not wrap around the
     /// end of the data area.
+    #[inline]
     fn whole(&self, pos: u32, len: u32) -> Option<usize> {
         let at = pos & self.mask();
         (at + len <= self.size).then_some(at as usize)
@@ -274,6 +285,7 @@ impl<'a> Ring<'a> {
 
     /// Publishes records written up to `tail` (a full barrier, so that a following
     /// load of a waiter count is ordered after it).
+    #[inline]
     pub(crate) fn publish(&self, tail: Word) {
         self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
         if cpu_due(tail) {
@@ -283,6 +295,7 @@ impl<'a> Ring<'a> {
 
     /// Publishes several records at once (as [`publish`](Self::publish)), noting the
     /// CPU every time: a batch pays for it once.
+    #[inline]
     pub(crate) fn publish_batch(&self, tail: Word) {
         self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
         note_cpu(&self.ctl.tail.cpu);
@@ -307,6 +320,7 @@ impl<'a> Ring<'a> {
 
     /// The producer's word, reading the producer's line only if the last one seen
     /// shows nothing past `head`.
+    #[inline]
     pub(crate) fn tail(&self, head: Word) -> Word {
         let seen = Word(self.ctl.rx.seen.load(Ordering::Relaxed));
         if seen.pos() != head.pos() && self.used(head, seen).is_ok() {
@@ -316,6 +330,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The producer's word, read from its line.
+    #[inline]
     pub(crate) fn fresh_tail(&self) -> Word {
         let tail = Word(self.ctl.tail.word.load(Ordering::Acquire));
         self.ctl.rx.seen.store(tail.0, Ordering::Relaxed);
@@ -324,6 +339,7 @@ impl<'a> Ring<'a> {
 
     /// The header of the record at `head`, checked against the bytes in use and the
     /// kinds `valid_kind` accepts.
+    #[inline]
     pub(crate) fn header(
         &self,
         head: Word,
@@ -357,6 +373,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.
+    #[inline]
     pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
         let len = (header.len as usize).min(self.size as usize);
         let at = head.pos().wrapping_add(RECORD_HEADER);
@@ -376,11 +393,13 @@ impl<'a> Ring<'a> {
     }
 
     /// The word after the record at `head`.
+    #[inline]
     pub(crate) fn after(head: Word, header: &RecordHeader) -> Word {
         head.advance(record_bytes(header.len as usize).unwrap_or(0))
     }
 
     /// Frees the records up to `head` (a full barrier, as `publish`).
+    #[inline]
     pub(crate) fn release(&self, head: Word) {
         self.ctl.head.word.swap(head.0, Ordering::SeqCst);
         if cpu_due(head) {
@@ -389,6 +408,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Frees several records at once (as [`publish_batch`](Self::publish_batch)).
+    #[inline]
     pub(crate) fn release_batch(&self, head: Word) {
         self.ctl.head.word.swap(head.0, Ordering::SeqCst);
         note_cpu(&self.ctl.head.cpu);
@@ -422,6 +442,7 @@ fn halves(block: &[u8; 16]) -> (u64, u64) {
 /// of every [`CPU_EVERY`] records. The CPU is a hint for a waiter's spin (see
 /// `spin.rs`) and a process rarely moves, while reading it costs as much as the rest
 /// of a small record's publish.
+#[inline]
 fn cpu_due(word: Word) -> bool {
     word.count() % CPU_EVERY == 1
 }
