@@ -63,6 +63,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// next one is not.
     fn put_many_with(&self, items: &[T], patience: Patience) -> Result<(), (usize, Fail)> {
         with_scratch(&PUT_SCRATCH, |buf| {
+            let mut encoder = codec::EncodeMany::new();
             let mut ends = Vec::with_capacity(items.len().min(BATCH_ITEMS));
             // Items before `queued` are in the queue; `next` is the next to encode.
             let (mut queued, mut next) = (0, 0);
@@ -73,7 +74,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let mut failed = None;
                 while next < items.len() && buf.len() < BATCH_BYTES && ends.len() < BATCH_ITEMS {
                     let start = buf.len();
-                    match codec::encode_into(&items[next], buf) {
+                    match encoder.encode_into(&items[next], buf) {
                         Ok(fds) if fds.is_empty() && self.raw.fits_inline(buf.len() - start) => {
                             ends.push(buf.len());
                             next += 1;
@@ -206,7 +207,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut start = 0;
             let mut decoded = 0;
             for end in &ends {
-                match codec::decode(&buf[start..*end], Vec::new()) {
+                match codec::decode_record(&buf[start..*end]) {
                     Ok(item) => {
                         out.push(item);
                         decoded += 1;
