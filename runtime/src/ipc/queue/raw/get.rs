@@ -129,11 +129,11 @@ impl RawQueue {
         let ctl = &self.header().ring;
         let mut head = Word(ctl.head.word.load(Ordering::Relaxed));
         let mut tail = ring.tail(head);
-        match ring.header(head, tail, |k| (INLINE..=SPILL).contains(&k)) {
+        match ring.header(head, tail, |_| true) {
             Ok(Some(first)) if first.kind == INLINE => {}
-            Ok(Some(_)) => return self.try_take(out),
             Ok(None) => return Ok(Took::Empty),
-            Err(corrupt) => return Ok(Took::Corrupt(corrupt)),
+            // Any other kind, or garbage: taken, or reported, as by a single `get`.
+            _ => return self.try_take(out),
         }
         out.clear();
         while ends.len() < max {
@@ -366,6 +366,38 @@ mod tests {
     use crate::ipc::queue::raw::raw_queue::RECHECK;
     use crate::ipc::ring;
     use std::time::Duration;
+
+    #[test]
+    fn a_batch_stops_before_garbage_which_the_next_take_reports() {
+        let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
+        // Three 5-byte items: records of 32 bytes at data offsets 0, 32 and 64.
+        let bytes = b"aaaaabbbbbccccc";
+        assert_eq!(
+            q.put_many(bytes, 0, &[5, 10, 15], Patience::None).unwrap(),
+            3
+        );
+        // A peer forges the second record's length.
+        let second = q
+            .region
+            .as_ptr()
+            .wrapping_add(super::super::layout::DATA_OFFSET + 32);
+        // SAFETY: inside the region's data area; shared memory is written atomically.
+        unsafe { shm::copy_to_shared(&u32::MAX.to_le_bytes(), second) };
+        let (mut out, mut ends) = (Vec::new(), Vec::new());
+        let fds = q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
+        assert!(fds.is_empty());
+        assert_eq!((&out[..], &ends[..]), (&b"aaaaa"[..], &[5][..]));
+        // The garbage is reported, and dropped with what follows it.
+        let err = q
+            .get_many(&mut out, &mut ends, 10, Patience::None)
+            .unwrap_err();
+        assert!(matches!(err, Fail::Failed(_)), "{err:?}");
+        assert_eq!(q.len(), 0);
+        // The queue works again.
+        assert_eq!(q.put_many(b"dd", 0, &[1, 2], Patience::None).unwrap(), 2);
+        q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
+        assert_eq!((&out[..], &ends[..]), (&b"dd"[..], &[1, 2][..]));
+    }
 
     #[test]
     fn a_sleeper_finds_an_item_whose_producer_never_woke_it() {
