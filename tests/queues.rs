@@ -527,3 +527,39 @@ fn drain_takes_what_a_child_left() {
     assert!(q.is_empty());
     assert_eq!(q.drain().count(), 0);
 }
+
+/// Takes tasks in batches until a `None`, reporting each and marking it done.
+#[multiproc::worker]
+fn joinable_batch_consumer(tasks: JoinableQueue<Option<u32>>, results: Queue<u32>) {
+    let mut batch = Vec::new();
+    loop {
+        batch.clear();
+        tasks.as_queue().get_many(&mut batch, 8).unwrap();
+        for task in &batch {
+            if let Some(x) = task {
+                results.put(x * 10).unwrap();
+            }
+            tasks.task_done().unwrap();
+        }
+        if batch.iter().any(Option::is_none) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn joinable_queue_counts_each_item_of_a_batch_as_a_task() {
+    let tasks = JoinableQueue::new().unwrap();
+    let results = Queue::new().unwrap();
+    tasks
+        .as_queue()
+        .put_many((0..500).map(Some).chain([None]))
+        .unwrap();
+    assert_eq!(tasks.unfinished_tasks(), 501);
+    let worker = joinable_batch_consumer::spawn(tasks.clone(), results.clone()).unwrap();
+    assert!(tasks.join_timeout(Duration::from_secs(60)));
+    assert_eq!(tasks.unfinished_tasks(), 0);
+    let got: Vec<u32> = results.drain().map(|r| r.unwrap()).collect();
+    assert_eq!(got, (0..500).map(|x| x * 10).collect::<Vec<_>>());
+    assert_eq!(worker.join().unwrap(), 0);
+}
