@@ -13,6 +13,8 @@
 //! 1. `Queue<[u8; 8]>`: the child puts, the parent gets; messages per second. Floors:
 //!    8-byte `write`s into a socket pair read with 8-byte `read`s; a single-producer
 //!    single-consumer ring of 8-byte slots in shared memory, spinning, no locks.
+//!    The same with `put_many` and `get_many` of 256 items at a time (Python has no
+//!    batch form: its figure is the one-at-a-time one).
 //! 2. `Queue<ByteBuf>` of 1 MiB (`serde_bytes`, so that serde copies it in one piece);
 //!    bytes per second. Floors: 1 MiB writes and reads on a socket pair; a ring of four
 //!    1 MiB slots (one copy in, one copy out). Also `Queue<Vec<u8>>`, which serde
@@ -30,7 +32,8 @@
 //! contains the word (and no Python).
 //!
 //! Each figure is the median of 7 runs of about 0.2 s (Python: 5 runs of 0.3 s); the
-//! details give p10 and p90 too. It ends with a markdown table (the one in
+//! details give p10 and p90 too. `QUEUES_BENCH_QUICK=1` makes it 3 runs of 0.02 s, a
+//! smoke run. It ends with a markdown table (the one in
 //! `benches/README.md`).
 
 mod common;
@@ -69,17 +72,24 @@ const PYTHON_SCRIPT: &str = concat!(
 /// Runs `run(n)` (which returns the elapsed time of `n` operations) with `n` sized
 /// for [`RUN_TIME`], [`RUNS`] times; microseconds per operation.
 fn measure(run: &mut dyn FnMut(u64) -> Duration) -> Stats {
+    // A smoke run on a shared machine: short runs, and fewer of them.
+    let quick = std::env::var_os("QUEUES_BENCH_QUICK").is_some();
+    let (run_time, runs) = if quick {
+        (RUN_TIME / 10, 3)
+    } else {
+        (RUN_TIME, RUNS)
+    };
     let mut n = 100u64;
     loop {
         let t = run(n);
-        if t >= RUN_TIME / 8 || n >= 1 << 32 {
+        if t >= run_time / 8 || n >= 1 << 32 {
             let per_op = t.as_secs_f64() / n as f64;
-            n = ((RUN_TIME.as_secs_f64() / per_op) as u64).max(20);
+            n = ((run_time.as_secs_f64() / per_op) as u64).max(20);
             break;
         }
         n *= 4;
     }
-    let runs: Vec<f64> = (0..RUNS)
+    let runs: Vec<f64> = (0..runs)
         .map(|_| run(n).as_secs_f64() * 1e6 / n as f64)
         .collect();
     Stats::of(runs)
@@ -125,6 +135,23 @@ fn put8(q: Queue<[u8; 8]>, n: u64, go: Connection<()>) {
     go.recv().expect("go");
     for i in 0..n {
         q.put(i.to_le_bytes()).expect("put");
+    }
+}
+
+/// Items per `put_many` and most per `get_many` in the batch figure.
+const BATCH: u64 = 256;
+
+/// As `put8`, with `put_many` of [`BATCH`] items at a time.
+#[multiproc::worker]
+fn put8_many(q: Queue<[u8; 8]>, n: u64, go: Connection<()>) {
+    go.send(()).expect("ready");
+    go.recv().expect("go");
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        q.put_many((i..end).map(u64::to_le_bytes))
+            .expect("put_many");
+        i = end;
     }
 }
 
@@ -182,6 +209,28 @@ fn ours_queue8(n: u64) -> Duration {
     go.send(()).expect("go");
     for i in 0..n {
         assert_eq!(q.get().expect("get"), i.to_le_bytes());
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(p.join().expect("join"), 0);
+    elapsed
+}
+
+fn ours_queue8_many(n: u64) -> Duration {
+    let q = Queue::new().expect("a queue");
+    let (go, theirs) = hand_shake();
+    let p = put8_many::spawn(q.clone(), n, theirs).expect("spawn");
+    go.recv().expect("ready");
+    let mut items = Vec::with_capacity(BATCH as usize);
+    let start = Instant::now();
+    go.send(()).expect("go");
+    let mut i = 0;
+    while i < n {
+        items.clear();
+        q.get_many(&mut items, BATCH as usize).expect("get_many");
+        for item in &items {
+            assert_eq!(*item, i.to_le_bytes());
+            i += 1;
+        }
     }
     let elapsed = start.elapsed();
     assert_eq!(p.join().expect("join"), 0);
@@ -666,6 +715,10 @@ fn main() {
 
     eprintln!("queue, 8-byte items...");
     let q8 = run("multiproc Queue<[u8; 8]>", &mut ours_queue8);
+    let q8_many = run(
+        "multiproc Queue<[u8; 8]> put_many/get_many of 256",
+        &mut ours_queue8_many,
+    );
     let q8_sock = run("floor socket pair, 8-byte writes", &mut |n| {
         floor_sock(n, 8)
     });
@@ -759,6 +812,15 @@ fn main() {
             sock: q8_sock,
             shm: q8_shm,
             aim: "≥ 6 M/s",
+        },
+        Row {
+            figure: "Queue, 8-byte items, `put_many`/`get_many` of 256",
+            unit: Unit::Items,
+            ours: q8_many,
+            python: py_get("queue8"),
+            sock: q8_sock,
+            shm: q8_shm,
+            aim: "≥ 25 M/s",
         },
         Row {
             figure: "Queue, 1 MiB items (`ByteBuf`)",

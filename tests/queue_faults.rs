@@ -4,6 +4,9 @@
 //! must keep going, and every item anyone receives must be whole, received once, and
 //! in its producer's order.
 //!
+//! Half the producers put with `put_many` and half the consumers take with
+//! `get_many`, so that a kill also lands in the middle of a batch.
+//!
 //! Items are of every size the queue handles differently: small ones, ones that wrap
 //! around the end of the (deliberately small) ring, ones too large for it (which go into
 //! memory of their own, through the descriptor courier), and ones carrying a handle.
@@ -78,30 +81,69 @@ fn make_item(producer: u64, seq: u64, probe: &Queue<u8>) -> Item {
     }
 }
 
-/// Puts items `0..n` (forever if `n` is `None`).
+/// Puts items `0..n` (forever if `n` is `None`): one `put` at a time, or with
+/// `put_many` of 1 to 24 items if `batch`.
 #[multiproc::worker]
-fn producer(q: Queue<Option<Item>>, probe: Queue<u8>, id: u64, n: Option<u64>) {
+fn producer(q: Queue<Option<Item>>, probe: Queue<u8>, id: u64, n: Option<u64>, batch: bool) {
     let mut seq = 0;
     while n.is_none_or(|n| seq < n) {
-        q.put(Some(make_item(id, seq, &probe)))
-            .unwrap_or_else(|e| panic!("put: {e}"));
-        seq += 1;
+        if batch {
+            let end = (seq + 1 + seq * 7 % 24).min(n.unwrap_or(u64::MAX));
+            q.put_many((seq..end).map(|s| Some(make_item(id, s, &probe))))
+                .unwrap_or_else(|e| panic!("put_many: {e}"));
+            seq = end;
+        } else {
+            q.put(Some(make_item(id, seq, &probe)))
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            seq += 1;
+        }
     }
 }
 
-/// Takes items until a `None`, checks each, and reports it.
+/// Takes items until a `None`, checks each, and reports it: one `get` at a time, or
+/// with `get_many` of up to 16 if `batch`.
 #[multiproc::worker]
-fn consumer(q: Queue<Option<Item>>, reports: Queue<Report>) {
+fn consumer(q: Queue<Option<Item>>, reports: Queue<Report>, batch: bool) {
     let mut last: HashMap<u64, u64> = HashMap::new();
+    let mut taken = Vec::new();
     loop {
-        let report = match q.get() {
-            Ok(None) => return,
-            Ok(Some(item)) => check(&item, &mut last),
-            Err(e) => Report::Bad(format!("get failed: {e}")),
-        };
-        reports
-            .put(report)
-            .unwrap_or_else(|e| panic!("report: {e}"));
+        taken.clear();
+        let mut failed = None;
+        if batch {
+            if let Err(e) = q.get_many(&mut taken, 16) {
+                failed = Some(format!("get_many failed: {e}"));
+            }
+        } else {
+            match q.get() {
+                Ok(item) => taken.push(item),
+                Err(e) => failed = Some(format!("get failed: {e}")),
+            }
+        }
+        let mut ends = 0;
+        for item in &taken {
+            let report = match item {
+                None => {
+                    ends += 1;
+                    continue;
+                }
+                Some(item) => check(item, &mut last),
+            };
+            reports
+                .put(report)
+                .unwrap_or_else(|e| panic!("report: {e}"));
+        }
+        if let Some(why) = failed {
+            reports
+                .put(Report::Bad(why))
+                .unwrap_or_else(|e| panic!("report: {e}"));
+        }
+        if ends > 0 {
+            // A batch may hold other consumers' ends too: give those back.
+            for _ in 1..ends {
+                q.put(None).unwrap_or_else(|e| panic!("put back: {e}"));
+            }
+            return;
+        }
     }
 }
 
@@ -142,18 +184,24 @@ struct Peers {
     probe: Queue<u8>,
     reports: Queue<Report>,
     next_id: u64,
+    consumers: u64,
 }
 
 impl Peers {
+    /// A new producer; every other one puts in batches.
     fn producer(&mut self, n: Option<u64>) -> (u64, Process) {
         self.next_id += 1;
         let id = self.next_id;
-        let p = producer::spawn(self.q.clone(), self.probe.clone(), id, n).unwrap();
+        let batch = id % 2 == 0;
+        let p = producer::spawn(self.q.clone(), self.probe.clone(), id, n, batch).unwrap();
         (id, p)
     }
 
+    /// A new consumer; every other one takes in batches.
     fn consumer(&mut self) -> Process {
-        consumer::spawn(self.q.clone(), self.reports.clone()).unwrap()
+        self.consumers += 1;
+        let batch = self.consumers % 2 == 0;
+        consumer::spawn(self.q.clone(), self.reports.clone(), batch).unwrap()
     }
 }
 
@@ -165,6 +213,7 @@ fn killed_producers_and_consumers_never_wedge_or_tear() {
         probe: Queue::new().unwrap(),
         reports: Queue::new().unwrap(),
         next_id: 0,
+        consumers: 0,
     };
     // The parent reads the reports all along, on a thread of its own.
     let collected: Arc<Mutex<Vec<Report>>> = Arc::default();

@@ -364,3 +364,202 @@ fn get_until_closed_u64(q: Queue<u64>) -> Vec<u64> {
     }
     got
 }
+
+// ---------------------------------------------------------------------------------
+// Batch forms: `put_many`, `get_many`, `drain`
+
+/// What the batch tests send: a producer's id and sequence number, a payload that is
+/// a function of them (sometimes larger than half the ring, so that it spills), and
+/// sometimes a handle (so that it goes alone, with its descriptors).
+type Tagged = (u32, u32, serde_bytes::ByteBuf, Option<Queue<u8>>);
+
+/// The ring of the batch tests: small, so that batches wrap and fill it.
+const BATCH_RING: usize = 8192;
+
+fn tagged(id: u32, seq: u32, probe: &Queue<u8>) -> Tagged {
+    let len = match seq % 50 {
+        0 => 6000, // spills: more than half the ring
+        n => (n * 7 % 40) as usize,
+    };
+    let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ seq ^ id) as u8).collect();
+    let handle = (seq % 13 == 5).then(|| probe.clone());
+    (id, seq, serde_bytes::ByteBuf::from(payload), handle)
+}
+
+/// Whether `item` is what `tagged` made, handle included (and working).
+fn tagged_is_whole(item: &Tagged) -> bool {
+    let (id, seq, payload, handle) = item;
+    let expected = tagged(*id, *seq, &Queue::new().unwrap());
+    payload == &expected.2
+        && handle.is_some() == expected.3.is_some()
+        && handle.as_ref().is_none_or(|h| !h.is_closed())
+}
+
+/// Puts `0..n` with `put_many`, in batches of 1 to 64 items.
+#[multiproc::worker]
+fn put_batches(q: Queue<Tagged>, probe: Queue<u8>, id: u32, n: u32) {
+    let mut seq = 0;
+    while seq < n {
+        let end = (seq + 1 + seq * 31 % 64).min(n);
+        q.put_many((seq..end).map(|s| tagged(id, s, &probe)))
+            .unwrap_or_else(|e| panic!("put_many: {e}"));
+        seq = end;
+    }
+}
+
+/// Puts `0..n` one `put` at a time.
+#[multiproc::worker]
+fn put_singles(q: Queue<Tagged>, probe: Queue<u8>, id: u32, n: u32) {
+    for seq in 0..n {
+        q.put(tagged(id, seq, &probe))
+            .unwrap_or_else(|e| panic!("put: {e}"));
+    }
+}
+
+/// Takes items until the queue is closed and empty (with `get_many` of up to `max`,
+/// or `get` if `max` is 0); returns their ids, or what was wrong with one.
+#[multiproc::worker]
+fn take_tagged(q: Queue<Tagged>, max: usize) -> Result<Vec<(u32, u32)>, String> {
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    loop {
+        batch.clear();
+        let taken = if max == 0 {
+            q.get().map(|item| batch.push(item))
+        } else {
+            q.get_many(&mut batch, max).map(|n| {
+                assert!((1..=max).contains(&n) && n == batch.len());
+            })
+        };
+        match taken {
+            Ok(()) => {}
+            Err(e) if e.is_closed() => return Ok(got),
+            Err(e) => return Err(format!("get: {e}")),
+        }
+        for item in &batch {
+            if !tagged_is_whole(item) {
+                return Err(format!("item {}:{} is not whole", item.0, item.1));
+            }
+            got.push((item.0, item.1));
+        }
+    }
+}
+
+#[test]
+fn batches_and_single_items_mix_across_processes() {
+    let q: Queue<Tagged> = Queue::builder()
+        .buffer_size(BATCH_RING)
+        .capacity(100)
+        .build()
+        .unwrap();
+    let probe = Queue::new().unwrap();
+    const N: u32 = 2000;
+    let producers = [
+        put_batches::spawn(q.clone(), probe.clone(), 1, N).unwrap(),
+        put_batches::spawn(q.clone(), probe.clone(), 2, N).unwrap(),
+        put_singles::spawn(q.clone(), probe.clone(), 3, N).unwrap(),
+    ];
+    let consumers = [
+        take_tagged::spawn(q.clone(), 37).unwrap(),
+        take_tagged::spawn(q.clone(), 1000).unwrap(),
+        take_tagged::spawn(q.clone(), 0).unwrap(),
+    ];
+    for p in producers {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    q.close();
+    let mut all = Vec::new();
+    for c in consumers {
+        let got = c.join_value().unwrap();
+        // Each consumer sees each producer's items in order.
+        for id in 1..=3 {
+            let mine: Vec<u32> = got
+                .iter()
+                .filter(|(i, _)| *i == id)
+                .map(|(_, s)| *s)
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {id}");
+        }
+        all.extend(got);
+    }
+    all.sort_unstable();
+    let expected: Vec<(u32, u32)> = (1..=3)
+        .flat_map(|id| (0..N).map(move |s| (id, s)))
+        .collect();
+    assert_eq!(all, expected);
+}
+
+/// Puts `0..n` with one `put_many`.
+#[multiproc::worker]
+fn put_all_at_once(q: Queue<u64>, n: u64) {
+    q.put_many(0..n).unwrap_or_else(|e| panic!("put_many: {e}"));
+}
+
+#[test]
+fn put_many_waits_for_room_in_a_bounded_queue() {
+    let q: Queue<u64> = Queue::with_capacity(4).unwrap();
+    let p = put_all_at_once::spawn(q.clone(), 100).unwrap();
+    // The producer fills the queue and must then wait: it is still running with the
+    // queue full.
+    while q.qsize() < 4 {
+        assert!(p.is_alive(), "the producer ended with the queue not full");
+        std::thread::yield_now();
+    }
+    assert!(p.is_alive());
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        assert!(q.qsize() <= 4);
+        q.get_many_timeout(&mut got, 3, Duration::from_secs(60))
+            .unwrap();
+    }
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert_eq!(p.join().unwrap(), 0);
+    assert!(q.try_get_many(&mut got, 10).unwrap_err().is_empty());
+}
+
+#[test]
+fn drain_takes_what_a_child_left() {
+    let q: Queue<u64> = Queue::builder().buffer_size(4096).build().unwrap();
+    let p = put_range::spawn(q.clone(), 0, 100).unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    let drained: Vec<u64> = q.drain().map(|item| item.unwrap()).collect();
+    assert_eq!(drained, (0..100).collect::<Vec<_>>());
+    assert!(q.is_empty());
+    assert_eq!(q.drain().count(), 0);
+}
+
+/// Takes tasks in batches until a `None`, reporting each and marking it done.
+#[multiproc::worker]
+fn joinable_batch_consumer(tasks: JoinableQueue<Option<u32>>, results: Queue<u32>) {
+    let mut batch = Vec::new();
+    loop {
+        batch.clear();
+        tasks.as_queue().get_many(&mut batch, 8).unwrap();
+        for task in &batch {
+            if let Some(x) = task {
+                results.put(x * 10).unwrap();
+            }
+            tasks.task_done().unwrap();
+        }
+        if batch.iter().any(Option::is_none) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn joinable_queue_counts_each_item_of_a_batch_as_a_task() {
+    let tasks = JoinableQueue::new().unwrap();
+    let results = Queue::new().unwrap();
+    tasks
+        .as_queue()
+        .put_many((0..500).map(Some).chain([None]))
+        .unwrap();
+    assert_eq!(tasks.unfinished_tasks(), 501);
+    let worker = joinable_batch_consumer::spawn(tasks.clone(), results.clone()).unwrap();
+    assert!(tasks.join_timeout(Duration::from_secs(60)));
+    assert_eq!(tasks.unfinished_tasks(), 0);
+    let got: Vec<u32> = results.drain().map(|r| r.unwrap()).collect();
+    assert_eq!(got, (0..500).map(|x| x * 10).collect::<Vec<_>>());
+    assert_eq!(worker.join().unwrap(), 0);
+}

@@ -56,7 +56,7 @@ pub use ipc::connection::{
 };
 pub use ipc::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
-    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+    QueueDrain, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use ipc::wait::{Waitable, wait};
 pub use launch::{LaunchError, Launcher, Slurm, SlurmEnv};

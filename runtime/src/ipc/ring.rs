@@ -103,19 +103,23 @@ pub(crate) struct RingControl {
 pub(crate) struct Word(pub(crate) u64);
 
 impl Word {
+    #[inline]
     pub(crate) fn pos(self) -> u32 {
         self.0 as u32
     }
 
+    #[inline]
     pub(crate) fn count(self) -> u32 {
         (self.0 >> 32) as u32
     }
 
+    #[inline]
     pub(crate) fn new(count: u32, pos: u32) -> Word {
         Word((u64::from(count) << 32) | u64::from(pos))
     }
 
     /// The word after one more record of `bytes` bytes.
+    #[inline]
     pub(crate) fn advance(self, bytes: u32) -> Word {
         Word::new(self.count().wrapping_add(1), self.pos().wrapping_add(bytes))
     }
@@ -136,6 +140,7 @@ pub(crate) struct Corrupt(pub(crate) String);
 
 /// The bytes a record of `len` payload bytes takes, header and padding included;
 /// `None` if that does not fit in 32 bits.
+#[inline]
 pub(crate) fn record_bytes(len: usize) -> Option<u32> {
     let padded = len.checked_add(15)? & !15;
     u32::try_from(padded.checked_add(RECORD_HEADER as usize)?).ok()
@@ -169,12 +174,14 @@ impl<'a> Ring<'a> {
         }
     }
 
+    #[inline]
     fn mask(&self) -> u32 {
         self.size - 1
     }
 
     /// The bytes in use between `head` and `tail`; [`Corrupt`] if more than the ring
     /// holds or not a whole number of records.
+    #[inline]
     pub(crate) fn used(&self, head: Word, tail: Word) -> Result<u32, Corrupt> {
         let used = tail.pos().wrapping_sub(head.pos());
         if used > self.size || used % RECORD_HEADER != 0 || head.pos() % RECORD_HEADER != 0 {
@@ -189,6 +196,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The items between `head` and `tail` (as counted by the two words).
+    #[inline]
     pub(crate) fn items(head: Word, tail: Word) -> u32 {
         tail.count().wrapping_sub(head.count())
     }
@@ -197,6 +205,7 @@ impl<'a> Ring<'a> {
 
     /// The free bytes for a producer at `tail`, reading the consumer's `head` only if
     /// the last one seen leaves less than `wanted`.
+    #[inline]
     pub(crate) fn free(&self, tail: Word, wanted: u32) -> Result<u32, Corrupt> {
         let seen = Word(self.ctl.tx.seen.load(Ordering::Relaxed));
         if let Ok(used) = self.used(seen, tail) {
@@ -213,35 +222,62 @@ impl<'a> Ring<'a> {
     /// Writes a record at `tail` (which the caller checked has room for
     /// `record_bytes(payload.len())`), without publishing it; returns the word that
     /// publishes it.
+    #[inline]
     pub(crate) fn write(&self, tail: Word, kind: u32, seq: u64, payload: &[u8]) -> Word {
         let len = payload.len() as u32;
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
         debug_assert!(total <= self.size);
         let first = u64::from(len) | (u64::from(kind) << 32);
-        let mut header = [0u8; RECORD_HEADER as usize];
-        header[0..8].copy_from_slice(&first.to_le_bytes());
-        header[8..16].copy_from_slice(&seq.to_le_bytes());
         // Positions are multiples of 16 and the area's size is too: a header never
-        // wraps.
-        self.copy_in(tail.pos(), &header);
+        // wraps, and is two aligned words.
+        let at = (tail.pos() & self.mask()) as usize;
+        self.store_pair(at, first.to_le(), seq.to_le());
         let at = tail.pos().wrapping_add(RECORD_HEADER);
         match self.whole(at, 16) {
-            // A small payload is copied as one 16-byte block: the record's padding
-            // holds it, so nothing past the record is touched.
+            // A small payload is copied as one 16-byte block, two words: the record's
+            // padding holds it, so nothing past the record is touched.
             Some(at) if (1..=16).contains(&payload.len()) => {
                 let mut block = [0u8; 16];
                 block[..payload.len()].copy_from_slice(payload);
-                // SAFETY: `at..at + 16` is inside the data area, and inside this
-                // record (a payload of 1 to 16 bytes is padded to 16).
-                unsafe { copy_to_shared(&block, self.data.add(at)) };
+                let (low, high) = halves(&block);
+                self.store_pair(at, low, high);
             }
             _ => self.copy_in(at, payload),
         }
         tail.advance(total)
     }
 
+    /// Stores two words at data offset `at` (16-aligned, `at + 16 <= size`: the
+    /// callers' positions are multiples of 16, masked into the area).
+    #[inline(always)]
+    fn store_pair(&self, at: usize, low: u64, high: u64) {
+        debug_assert!(at % 16 == 0 && at + 16 <= self.size as usize);
+        // SAFETY: `at..at + 16` is inside the data area (mapped for `'a`) and 16-aligned
+        // (the area is); every access to it, in any process, is atomic.
+        unsafe {
+            let word = self.data.add(at).cast::<u64>();
+            AtomicU64::from_ptr(word).store(low, Ordering::Relaxed);
+            AtomicU64::from_ptr(word.add(1)).store(high, Ordering::Relaxed);
+        }
+    }
+
+    /// Loads the two words at data offset `at` (as in `store_pair`).
+    #[inline(always)]
+    fn load_pair(&self, at: usize) -> (u64, u64) {
+        debug_assert!(at % 16 == 0 && at + 16 <= self.size as usize);
+        // SAFETY: as in `store_pair`.
+        unsafe {
+            let word = self.data.add(at).cast::<u64>();
+            (
+                AtomicU64::from_ptr(word).load(Ordering::Relaxed),
+                AtomicU64::from_ptr(word.add(1)).load(Ordering::Relaxed),
+            )
+        }
+    }
+
     /// The offset of position `pos` if `len` bytes from there do not wrap around the
     /// end of the data area.
+    #[inline]
     fn whole(&self, pos: u32, len: u32) -> Option<usize> {
         let at = pos & self.mask();
         (at + len <= self.size).then_some(at as usize)
@@ -249,7 +285,18 @@ impl<'a> Ring<'a> {
 
     /// Publishes records written up to `tail` (a full barrier, so that a following
     /// load of a waiter count is ordered after it).
+    #[inline]
     pub(crate) fn publish(&self, tail: Word) {
+        self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
+        if cpu_due(tail) {
+            note_cpu(&self.ctl.tail.cpu);
+        }
+    }
+
+    /// Publishes several records at once (as [`publish`](Self::publish)), noting the
+    /// CPU every time: a batch pays for it once.
+    #[inline]
+    pub(crate) fn publish_batch(&self, tail: Word) {
         self.ctl.tail.word.swap(tail.0, Ordering::SeqCst);
         note_cpu(&self.ctl.tail.cpu);
     }
@@ -273,6 +320,7 @@ impl<'a> Ring<'a> {
 
     /// The producer's word, reading the producer's line only if the last one seen
     /// shows nothing past `head`.
+    #[inline]
     pub(crate) fn tail(&self, head: Word) -> Word {
         let seen = Word(self.ctl.rx.seen.load(Ordering::Relaxed));
         if seen.pos() != head.pos() && self.used(head, seen).is_ok() {
@@ -282,6 +330,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The producer's word, read from its line.
+    #[inline]
     pub(crate) fn fresh_tail(&self) -> Word {
         let tail = Word(self.ctl.tail.word.load(Ordering::Acquire));
         self.ctl.rx.seen.store(tail.0, Ordering::Relaxed);
@@ -290,6 +339,7 @@ impl<'a> Ring<'a> {
 
     /// The header of the record at `head`, checked against the bytes in use and the
     /// kinds `valid_kind` accepts.
+    #[inline]
     pub(crate) fn header(
         &self,
         head: Word,
@@ -300,13 +350,10 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
-        let mut raw = [0u8; RECORD_HEADER as usize];
-        self.copy_out(head.pos(), &mut raw);
-        let mut first = [0u8; 8];
-        let mut seq = [0u8; 8];
-        first.copy_from_slice(&raw[0..8]);
-        seq.copy_from_slice(&raw[8..16]);
-        let (first, seq) = (u64::from_le_bytes(first), u64::from_le_bytes(seq));
+        // A whole number of 16-byte records is in use (checked by `used`): the header
+        // is two aligned words inside the area.
+        let (first, seq) = self.load_pair((head.pos() & self.mask()) as usize);
+        let (first, seq) = (u64::from_le(first), u64::from_le(seq));
         let header = RecordHeader {
             len: first as u32,
             kind: (first >> 32) as u32,
@@ -326,16 +373,22 @@ impl<'a> Ring<'a> {
     }
 
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.
+    #[inline]
     pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
         let len = (header.len as usize).min(self.size as usize);
         let at = head.pos().wrapping_add(RECORD_HEADER);
         if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
+            // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
+            // caller checked the record against the bytes in use.
+            let (low, high) = self.load_pair(at);
             let mut block = [0u8; 16];
-            // SAFETY: `at..at + 16` is inside the data area, and inside the record (a
-            // payload of 1 to 16 bytes is padded to 16; the caller checked the
-            // record against the bytes in use).
-            unsafe { copy_from_shared(self.data.add(at), &mut block) };
-            out.extend_from_slice(&block[..len]);
+            block[..8].copy_from_slice(&low.to_ne_bytes());
+            block[8..].copy_from_slice(&high.to_ne_bytes());
+            // The whole block, then cut: a copy of a constant length is two moves,
+            // one of `len` bytes a call.
+            let start = out.len();
+            out.extend_from_slice(&block);
+            out.truncate(start + len);
             return;
         }
         let start = out.len();
@@ -344,12 +397,23 @@ impl<'a> Ring<'a> {
     }
 
     /// The word after the record at `head`.
+    #[inline]
     pub(crate) fn after(head: Word, header: &RecordHeader) -> Word {
         head.advance(record_bytes(header.len as usize).unwrap_or(0))
     }
 
     /// Frees the records up to `head` (a full barrier, as `publish`).
+    #[inline]
     pub(crate) fn release(&self, head: Word) {
+        self.ctl.head.word.swap(head.0, Ordering::SeqCst);
+        if cpu_due(head) {
+            note_cpu(&self.ctl.head.cpu);
+        }
+    }
+
+    /// Frees several records at once (as [`publish_batch`](Self::publish_batch)).
+    #[inline]
+    pub(crate) fn release_batch(&self, head: Word) {
         self.ctl.head.word.swap(head.0, Ordering::SeqCst);
         note_cpu(&self.ctl.head.cpu);
     }
@@ -367,6 +431,28 @@ impl<'a> Ring<'a> {
         }
     }
 }
+
+/// A 16-byte block as the two words that hold it in memory.
+#[inline(always)]
+fn halves(block: &[u8; 16]) -> (u64, u64) {
+    let mut low = [0u8; 8];
+    let mut high = [0u8; 8];
+    low.copy_from_slice(&block[..8]);
+    high.copy_from_slice(&block[8..]);
+    (u64::from_ne_bytes(low), u64::from_ne_bytes(high))
+}
+
+/// Whether a single publish or release that leaves `word` notes its CPU: the first
+/// of every [`CPU_EVERY`] records. The CPU is a hint for a waiter's spin (see
+/// `spin.rs`) and a process rarely moves, while reading it costs as much as the rest
+/// of a small record's publish.
+#[inline]
+fn cpu_due(word: Word) -> bool {
+    word.count() % CPU_EVERY == 1
+}
+
+/// Records per noting of the CPU by single publishes and releases.
+const CPU_EVERY: u32 = 16;
 
 /// Records this thread's CPU in `slot` (a line the caller has just written anyway).
 fn note_cpu(slot: &AtomicU32) {

@@ -150,11 +150,19 @@ impl RawLock {
 
     /// Takes the lock, waiting until `deadline` (`None`: as long as it takes);
     /// `None` if the deadline passed first.
+    #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        let me = current_pid();
         if self.try_lock() {
             return Some(Acquired::Clean);
         }
+        self.lock_contended(deadline)
+    }
+
+    /// `lock` once the word was found taken: spins, then sleeps (out of line, so
+    /// that the free case stays a few instructions).
+    #[inline(never)]
+    fn lock_contended(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let me = current_pid();
         for _ in 0..SPINS {
             std::hint::spin_loop();
             if self.word.load(Ordering::Relaxed) == 0
@@ -275,6 +283,7 @@ impl RawLock {
     #[inline]
     pub(crate) fn unlock_if_mine(&self) -> Result<(), Option<u32>> {
         let me = current_pid();
+        let mine = my_stamp();
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             let pid = word & !WAITERS;
@@ -285,10 +294,13 @@ impl RawLock {
             // No pid in the stamp: another thread of ours took the word and is about to
             // stamp it (or a dead process with our pid died right there: fails open,
             // see the type's doc).
-            if stamp != my_stamp() && stamp_pid(stamp) != 0 {
+            if stamp != mine && stamp_pid(stamp) != 0 {
                 return Err(Some(pid));
             }
-            let stamp_left = self.stamp.swap(released(), Ordering::Relaxed);
+            // A plain store, not a swap: while this process holds the word, only it
+            // writes the stamp (a waiter replaces a stamp only after judging its
+            // process dead, and this one lives), so `stamp` is what is there.
+            self.stamp.store(released(), Ordering::Relaxed);
             // Only the WAITERS flag can change under us while we hold the lock.
             match self
                 .word
@@ -301,7 +313,7 @@ impl RawLock {
                     return Ok(());
                 }
                 Err(now) => {
-                    self.stamp.store(stamp_left, Ordering::Relaxed);
+                    self.stamp.store(stamp, Ordering::Relaxed);
                     word = now;
                 }
             }

@@ -129,26 +129,39 @@ fn start_field(ticks: u64) -> u64 {
     ticks % FIELD_START + 1
 }
 
-/// This process's stamp, cached (renewed in a forked child, whose pid differs).
+/// This process's stamp, cached in [`MY_STAMP`] (renewed in a forked child, whose pid
+/// differs). Every lock and unlock writes it: the cached case is two loads and a
+/// compare, inlined; finding it out reads `/proc` and is out of line.
+#[inline]
 pub(crate) fn my_stamp() -> Stamp {
-    static MINE: AtomicU64 = AtomicU64::new(0);
     let pid = current_pid();
-    let cached = MINE.load(Ordering::Relaxed);
+    let cached = MY_STAMP.load(Ordering::Relaxed);
     if cached != 0 && stamp_pid(cached) == pid {
         return cached;
     }
+    my_stamp_slow(pid)
+}
+
+/// This process's stamp once known (0 until then); a forked child sees its parent's,
+/// whose pid is not its own, and renews it.
+static MY_STAMP: AtomicU64 = AtomicU64::new(0);
+
+#[cold]
+#[inline(never)]
+fn my_stamp_slow(pid: u32) -> Stamp {
     let ns = own_pid_namespace().map_or(0, ns_field);
     let start = read_stat(pid)
         .ok()
         .flatten()
         .map_or(0, |s| start_field(s.start));
     let stamp = pack(pid, ns, start);
-    MINE.store(stamp, Ordering::Relaxed);
+    MY_STAMP.store(stamp, Ordering::Relaxed);
     stamp
 }
 
 /// The stamp a holder leaves when it lets go: no process, its namespace kept (a
 /// waiter that finds the next holder not stamped yet judges it in that namespace).
+#[inline]
 pub(crate) fn released() -> Stamp {
     my_stamp() & (FIELD_NS << NS_SHIFT)
 }

@@ -64,6 +64,15 @@ use crate::wire::codec;
 /// queue's buffer has no room for the item (see below). Each operation has a
 /// `try_` form that does not wait and a `_timeout` form.
 ///
+/// # Batches
+///
+/// [`put_many`](Self::put_many), [`get_many`](Self::get_many) and
+/// [`drain`](Self::drain) move many items per hold of the queue's lock, with one
+/// store to publish or free them all: a stream of small items costs a fraction of a
+/// `put` and a `get` per item, and a process killed in the middle of a batch leaves a
+/// whole prefix of it. A [`JoinableQueue`](super::JoinableQueue) has them through
+/// [`as_queue`](super::JoinableQueue::as_queue) (each item is still one task).
+///
 /// # When `put` returns, the item is in the queue
 ///
 /// There is no feeder thread: `put` writes the item into shared memory before it

@@ -11,6 +11,7 @@ mod builder;
 mod error;
 mod handle;
 mod joinable;
+mod many;
 pub(crate) mod raw;
 mod simple;
 
@@ -20,6 +21,7 @@ pub use error::{
 };
 pub use handle::Queue;
 pub use joinable::JoinableQueue;
+pub use many::QueueDrain;
 pub use simple::SimpleQueue;
 
 /// The hash of `T`'s name, kept in a queue's shared memory to check handles on arrival.

@@ -25,12 +25,47 @@ impl RawQueue {
     /// Takes one item: its encoded bytes go to `out` (cleared first), its descriptors
     /// are returned.
     pub(crate) fn get(&self, out: &mut Vec<u8>, patience: Patience) -> Result<Vec<OwnedFd>, Fail> {
+        self.take(out, None, patience)
+    }
+
+    /// Takes up to `max` items (at least one, waiting for it within `patience`) under
+    /// one hold of the consumer lock, freeing their records with one store: their
+    /// encoded bytes go to `out` (cleared first), item `i` ending at `ends[i]` (cleared
+    /// first too). Stops before a record with descriptors or spilled memory unless it
+    /// is the first: then it is the only item, and its descriptors are returned.
+    pub(crate) fn get_many(
+        &self,
+        out: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        max: usize,
+        patience: Patience,
+    ) -> Result<Vec<OwnedFd>, Fail> {
+        ends.clear();
+        let fds = self.take(out, Some((ends, max.max(1))), patience)?;
+        if ends.is_empty() {
+            // The item at the head held descriptors or spilled: taken alone.
+            ends.push(out.len());
+        }
+        Ok(fds)
+    }
+
+    /// `get`, or `get_many` if `batch` holds where the ends go and the most items.
+    fn take(
+        &self,
+        out: &mut Vec<u8>,
+        mut batch: Option<(&mut Vec<usize>, usize)>,
+        patience: Patience,
+    ) -> Result<Vec<OwnedFd>, Fail> {
         let deadline = patience.deadline();
         loop {
             let Some(held) = lock(&self.header().ring.rx.lock, patience, "consumer") else {
                 return Err(Fail::Timeout);
             };
-            match self.try_take(out) {
+            let took = match batch.as_mut() {
+                Some((ends, max)) => self.try_take_many(out, ends, *max),
+                None => self.try_take(out),
+            };
+            match took {
                 Ok(Took::Item(fds)) => {
                     drop(held);
                     self.wake_producers();
@@ -79,6 +114,44 @@ impl RawQueue {
                 }
             }
         }
+    }
+
+    /// With the consumer lock held: takes the records at the head that hold neither
+    /// descriptors nor spilled memory, up to `max` of them, and frees them with one
+    /// store; if the record at the head is another kind, takes it alone as `try_take`
+    /// does (and pushes no end).
+    fn try_take_many(
+        &self,
+        out: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        max: usize,
+    ) -> Result<Took, Fail> {
+        let ring = self.ring();
+        let ctl = &self.header().ring;
+        let mut head = Word(ctl.head.word.load(Ordering::Relaxed));
+        let mut tail = ring.tail(head);
+        match ring.header(head, tail, |_| true) {
+            Ok(Some(first)) if first.kind == INLINE => {}
+            Ok(None) => return Ok(Took::Empty),
+            // Any other kind, or garbage: taken, or reported, as by a single `get`.
+            _ => return self.try_take(out),
+        }
+        out.clear();
+        while ends.len() < max {
+            if head.pos() == tail.pos() {
+                tail = ring.fresh_tail();
+            }
+            // Anything but a plain record ends the batch: the next take deals with it
+            // (garbage included, which it then reports).
+            let Ok(Some(header)) = ring.header(head, tail, |k| k == INLINE) else {
+                break;
+            };
+            ring.read_payload(head, &header, out);
+            ends.push(out.len());
+            head = Ring::after(head, &header);
+        }
+        ring.release_batch(head);
+        Ok(Took::Item(Vec::new()))
     }
 
     /// With the consumer lock held: takes the record at the head, if any.
@@ -296,6 +369,38 @@ mod tests {
     use crate::ipc::queue::raw::raw_queue::RECHECK;
     use crate::ipc::ring;
     use std::time::Duration;
+
+    #[test]
+    fn a_batch_stops_before_garbage_which_the_next_take_reports() {
+        let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
+        // Three 5-byte items: records of 32 bytes at data offsets 0, 32 and 64.
+        let bytes = b"aaaaabbbbbccccc";
+        assert_eq!(
+            q.put_many(bytes, 0, &[5, 10, 15], Patience::None).unwrap(),
+            3
+        );
+        // A peer forges the second record's length.
+        let second = q
+            .region
+            .as_ptr()
+            .wrapping_add(super::super::layout::DATA_OFFSET + 32);
+        // SAFETY: inside the region's data area; shared memory is written atomically.
+        unsafe { shm::copy_to_shared(&u32::MAX.to_le_bytes(), second) };
+        let (mut out, mut ends) = (Vec::new(), Vec::new());
+        let fds = q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
+        assert!(fds.is_empty());
+        assert_eq!((&out[..], &ends[..]), (&b"aaaaa"[..], &[5][..]));
+        // The garbage is reported, and dropped with what follows it.
+        let err = q
+            .get_many(&mut out, &mut ends, 10, Patience::None)
+            .unwrap_err();
+        assert!(matches!(err, Fail::Failed(_)), "{err:?}");
+        assert_eq!(q.len(), 0);
+        // The queue works again.
+        assert_eq!(q.put_many(b"dd", 0, &[1, 2], Patience::None).unwrap(), 2);
+        q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
+        assert_eq!((&out[..], &ends[..]), (&b"dd"[..], &[1, 2][..]));
+    }
 
     #[test]
     fn a_sleeper_finds_an_item_whose_producer_never_woke_it() {

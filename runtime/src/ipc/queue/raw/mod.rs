@@ -57,6 +57,7 @@
 //! whose memory is not what a producer makes (size other than announced, unsealed,
 //! or with holes: checked before anything is copied). A warning is logged too.
 
+mod batch;
 mod bell;
 mod get;
 mod join;

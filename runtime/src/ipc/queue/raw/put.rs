@@ -149,7 +149,7 @@ impl RawQueue {
         Ok(Written::Yes)
     }
 
-    fn wake_consumers(&self) {
+    pub(super) fn wake_consumers(&self) {
         let wake = &self.header().wake;
         // Ordered after the publishing swap, which is a full barrier.
         if wake.not_empty_waiters.load(Ordering::SeqCst) > 0 {
@@ -161,7 +161,7 @@ impl RawQueue {
         }
     }
 
-    fn wait_for_room(&self, need: u32, deadline: Option<Instant>) -> bool {
+    pub(super) fn wait_for_room(&self, need: u32, deadline: Option<Instant>) -> bool {
         let consumer_cpu = self.header().ring.head.cpu.load(Ordering::Relaxed);
         if self.spin.spin(deadline, consumer_cpu, || {
             self.has_room(need) || self.is_closed()

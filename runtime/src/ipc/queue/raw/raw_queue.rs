@@ -104,6 +104,7 @@ struct Wire {
 pub(super) struct Held<'a>(&'a RawLock);
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.unlock();
     }
@@ -113,7 +114,17 @@ impl Drop for Held<'_> {
 /// waits for a living holder, not even for the bounded work a holder does under it:
 /// a holder stopped with SIGSTOP would make that wait unbounded. A holder that died
 /// is taken over, after one liveness check.
+#[inline]
 pub(super) fn lock<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Option<Held<'a>> {
+    if lock.try_lock() {
+        return Some(Held(lock));
+    }
+    lock_contended(lock, patience, what)
+}
+
+/// `lock` once the word was found taken.
+#[inline(never)]
+fn lock_contended<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Option<Held<'a>> {
     let acquired = match patience {
         Patience::None if lock.try_lock() => Acquired::Clean,
         Patience::None => match lock.holder() {
