@@ -217,12 +217,12 @@ impl EncodeMany {
     ) -> Result<Vec<OwnedFd>, CodecError> {
         let start = bytes.len();
         // The same encoding call as `encode_into`'s.
-        let result = bincode::serde::encode_into_std_write(value, &mut *bytes, config());
+        let result = encoder::encode_to(value, bytes);
         // This value's descriptors: what the collector gathered since the last value.
         let fds = OUTGOING
             .with(|slot| slot.borrow_mut().as_mut().map(std::mem::take))
             .unwrap_or_default();
-        result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.to_string()))?;
+        result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.0))?;
         check_len(bytes.len() - start)?;
         if fds.len() > MAX_FDS {
             return Err(CodecError::new(
