@@ -17,7 +17,7 @@ use crate::os::shm;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 use crate::wire::courier;
 
-use super::layout::{INLINE, SPILL};
+use super::layout::{INLINE, SKIP, SPILL};
 use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
 
 impl RawQueue {
@@ -29,7 +29,9 @@ impl RawQueue {
             let Some(held) = lock(&self.header().ring.rx.lock, patience, "consumer") else {
                 return Err(Fail::Timeout);
             };
-            match self.try_take(out) {
+            let took = self.try_take(out);
+            self.give_back();
+            match took {
                 Ok(Took::Item(fds)) => {
                     drop(held);
                     self.wake_producers();
@@ -52,6 +54,7 @@ impl RawQueue {
                     self.wake_producers();
                     return Err(failed);
                 }
+                Ok(Took::Skip) => drop(held),
                 Ok(Took::Lost) => {
                     drop(held);
                     self.wake_producers();
@@ -86,13 +89,17 @@ impl RawQueue {
         let ctl = &self.header().ring;
         let head = Word(ctl.head.word.load(Ordering::Relaxed));
         let tail = ring.tail(head);
-        let header = match ring.header(head, tail, |k| (INLINE..=SPILL).contains(&k)) {
+        let header = match ring.header(head, tail, |k| (INLINE..=SKIP).contains(&k)) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(Took::Empty),
             // Nothing between head and tail can be trusted: the caller drops it all
             // (see `recover`), so that the queue works again for what comes next.
             Err(corrupt) => return Ok(Took::Corrupt(corrupt)),
         };
+        if header.kind == SKIP {
+            self.pass_skip(&ring, head, &header);
+            return Ok(Took::Skip);
+        }
         out.clear();
         ring.read_payload(head, &header, out);
         let fds = match header.kind {
@@ -186,6 +193,8 @@ enum Took {
     Spilled(OwnedFd, usize, Vec<OwnedFd>),
     /// Taken by a consumer that died: skipped.
     Lost,
+    /// The rest of a lap a growable ring rewound from (`grow.rs`): passed over.
+    Skip,
     Empty,
     /// The ring holds garbage: to be recovered, with the consumer lock still held.
     Corrupt(ring::Corrupt),

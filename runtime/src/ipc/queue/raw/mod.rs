@@ -59,6 +59,7 @@
 
 mod bell;
 mod get;
+mod grow;
 mod join;
 mod layout;
 mod put;

@@ -37,7 +37,7 @@ impl RawQueue {
                 .into(),
             ));
         }
-        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
+        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.resident / 2);
         let (kind, payload, need, fds): (u32, &[u8], u32, Vec<OwnedFd>) = match inline {
             Some(need) if fds.is_empty() => (INLINE, bytes, need, fds),
             Some(need) => (INLINE_FDS, bytes, need, fds),

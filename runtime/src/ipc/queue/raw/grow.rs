@@ -1,0 +1,401 @@
+//! Growing and shrinking the ring of an unbounded queue.
+//!
+//! A queue without a capacity in items should not be bounded in bytes either
+//! (Python's `Queue()` never blocks a `put`). Its ring is therefore a *sparse* one: a
+//! `memfd` of a large virtual size (up to [`MAX_RING`], and at most what
+//! [`sparse_budget`] allows), of which only the pages written hold memory (a `memfd`
+//! reserves nothing up front). Only the first `resident` bytes of the data area (the
+//! buffer size asked for, 4 MiB by default) are meant to stay in memory:
+//!
+//! - **Growth.** Producers write records anywhere in the virtual ring, as in a fixed
+//!   one: while consumers keep up, positions stay within the resident part (see
+//!   rewinding below); a backlog makes the ring run on into the rest, touching new
+//!   pages, until it reaches the virtual size.
+//! - **Shrinking as the consumers read.** Under the consumer lock, after each take,
+//!   the memory read beyond the resident part is given back a chunk at a time
+//!   (`fallocate(PUNCH_HOLE)`, see [`punch_hole`]): only pages wholly behind the head
+//!   (read and freed), never one that holds a live record. A punched page reads as
+//!   zeros, so a page is punched only after the head's release was published, and
+//!   while holding the producer lock too (taken without waiting; otherwise later), so
+//!   that no producer writes its next lap into a page as it is punched; pages a
+//!   producer has already written again are left alone.
+//! - **Rewinding.** When a consumer finds the queue empty with its head beyond the
+//!   resident part, it moves both words to the start of the next lap, holding both
+//!   locks: a `SKIP` record covering the rest of the lap is published by the tail
+//!   word, then consumed by the head word, and everything beyond the resident part is
+//!   punched. A queue in steady use so keeps running in its resident pages and never
+//!   pays for faulting in new ones.
+//!
+//! # Deaths
+//!
+//! Every step is one atomic store of a word under its lock, as for any record: a
+//! consumer killed after publishing the `SKIP` record and before consuming it leaves
+//! a record that the next consumer passes over (`get.rs`); one killed before punching
+//! leaves memory that the next chunk boundary or rewind gives back (the `punched`
+//! mark only moves after the punch). A punch never reaches a live record, so no crash
+//! makes one read as zeros.
+//!
+//! Records are addressed by 32-bit positions, so the virtual ring is at most
+//! [`MAX_RING`] (1 GiB); an item larger than half the resident part does not take
+//! ring space at all (it is spilled into memory of its own, see `put.rs`).
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use crate::ipc::ring::{self, MAX_RING, RECORD_HEADER, Ring, Word};
+use crate::os::shm::{SharedRegion, copy_to_shared, punch_hole, sparse_budget};
+
+use super::layout::{DATA_OFFSET, Flavor, SKIP};
+use super::raw_queue::{Patience, RawQueue, lock};
+
+/// The unit memory is given back in.
+const PAGE: u32 = 4096;
+
+/// The data area of a new queue.
+pub(super) struct Area {
+    pub(super) region: SharedRegion,
+    /// The whole data area (the virtual size, for a growable ring).
+    pub(super) ring_size: usize,
+    /// The part that stays in memory: `ring_size` for a fixed ring.
+    pub(super) resident: usize,
+}
+
+/// The region of a new queue whose ring keeps `resident` bytes in memory: a
+/// growable one of up to `virtual_size` bytes (at most what the machine's memory and
+/// any address space limit allow; halved on failure), or a fixed one of `resident`
+/// bytes if `virtual_size` is not larger than it or no larger region can be made.
+pub(super) fn create(flavor: Flavor, resident: usize, virtual_size: usize) -> io::Result<Area> {
+    let resident = ring::ring_size_for(resident);
+    let mut size = if virtual_size > resident {
+        let budget = sparse_budget().saturating_sub(DATA_OFFSET);
+        virtual_size.min(MAX_RING).min(budget)
+    } else {
+        0
+    };
+    if !size.is_power_of_two() {
+        size = size.checked_next_power_of_two().map_or(MAX_RING, |p| p / 2);
+    }
+    while size > resident {
+        match SharedRegion::new(flavor.name(), DATA_OFFSET + size) {
+            Ok(region) => {
+                return Ok(Area {
+                    region,
+                    ring_size: size,
+                    resident,
+                });
+            }
+            Err(e) => {
+                log::debug!("no sparse queue ring of {size} bytes ({e}); trying half of it");
+                size /= 2;
+            }
+        }
+    }
+    Ok(Area {
+        region: SharedRegion::new(flavor.name(), DATA_OFFSET + resident)?,
+        ring_size: resident,
+        resident,
+    })
+}
+
+/// The resident part of a received queue's ring, as its header says (0: fixed),
+/// if it is one this crate makes.
+pub(super) fn resident_from(stored: u64, ring_size: usize) -> Option<usize> {
+    if stored == 0 {
+        return Some(ring_size);
+    }
+    let resident = usize::try_from(stored).ok()?;
+    (resident.is_power_of_two() && (ring::MIN_RING..ring_size).contains(&resident))
+        .then_some(resident)
+}
+
+impl RawQueue {
+    /// Whether the ring grows beyond its resident part.
+    pub(super) fn grows(&self) -> bool {
+        self.resident < self.ring_size
+    }
+
+    /// The bytes given back at a time: a quarter of the resident part, within 4 KiB
+    /// and 1 MiB.
+    fn chunk(&self) -> u32 {
+        (self.resident / 4).clamp(PAGE as usize, 1 << 20) as u32
+    }
+
+    /// With the consumer lock held, after a take: gives back the memory read beyond
+    /// the resident part, and rewinds an empty ring that ran beyond it.
+    pub(super) fn give_back(&self) {
+        if !self.grows() {
+            return;
+        }
+        let ctl = &self.header().ring;
+        let head = Word(ctl.head.word.load(Ordering::Relaxed));
+        let beyond = (head.pos() & (self.ring_size as u32 - 1)) as usize >= self.resident;
+        // The last view of the tail first: the producers' line is read only when the
+        // queue looks empty, as the next take would read it anyway.
+        if beyond
+            && Word(ctl.rx.seen.load(Ordering::Relaxed)).pos() == head.pos()
+            && self.ring().fresh_tail().pos() == head.pos()
+            && self.rewind(head)
+        {
+            return;
+        }
+        self.punch_behind(head);
+    }
+
+    /// Gives back the chunks wholly behind `head` that are beyond the resident part
+    /// and not yet given back.
+    fn punch_behind(&self, head: Word) {
+        let size = self.ring_size as u32;
+        let chunk = self.chunk();
+        let grow = &self.header().grow;
+        let punched = grow.punched.load(Ordering::Relaxed) as u32;
+        let target = head.pos() & !(chunk - 1);
+        let behind = target.wrapping_sub(punched);
+        if behind < chunk {
+            return;
+        }
+        if behind > size {
+            // Not a mark this crate leaves (garbage, or a recovery moved the head):
+            // start again from here; a rewind gives back what this skips.
+            grow.punched.store(u64::from(target), Ordering::Relaxed);
+            return;
+        }
+        let ctl = &self.header().ring;
+        if self.beyond_resident(punched, behind).is_empty() {
+            grow.punched.store(u64::from(target), Ordering::Relaxed);
+            return;
+        }
+        let Some(_producers) = lock(&ctl.tx.lock, Patience::None, "producer") else {
+            return;
+        };
+        // Producers are stopped: the positions whose next lap they have written (up to
+        // their tail, less a lap) hold live records again and are left alone.
+        let tail = Word(ctl.tail.word.load(Ordering::Acquire));
+        let used = tail.pos().wrapping_sub(head.pos());
+        if used > size {
+            return;
+        }
+        let start_behind = head.pos().wrapping_sub(punched).min(size - used);
+        let start = head.pos().wrapping_sub(start_behind);
+        let len = target.wrapping_sub(start);
+        if len <= target.wrapping_sub(punched) {
+            for (at, n) in self.beyond_resident(start, len) {
+                if let Err(e) = punch_hole(self.region.fd(), DATA_OFFSET + at, n) {
+                    log::debug!("could not give back a queue's read memory: {e}");
+                    return;
+                }
+            }
+        }
+        grow.punched.store(u64::from(target), Ordering::Relaxed);
+    }
+
+    /// The pages of the data area beyond the resident part that the `len` bytes from
+    /// position `pos` cover, as (offset, length) pieces.
+    fn beyond_resident(&self, pos: u32, len: u32) -> Vec<(usize, usize)> {
+        let size = self.ring_size;
+        let at = (pos & (size as u32 - 1)) as usize;
+        let len = (len as usize).min(size);
+        let first = len.min(size - at);
+        [(at, at + first), (0, len - first)]
+            .into_iter()
+            .filter_map(|(from, to)| {
+                let from = from.max(self.resident).next_multiple_of(PAGE as usize);
+                let to = to - to % PAGE as usize;
+                (from < to).then(|| (from, to - from))
+            })
+            .collect()
+    }
+
+    /// With the consumer lock held and the queue seen empty at `head`, beyond the
+    /// resident part: moves both words to the start of the next lap and gives back
+    /// everything beyond the resident part. False if the producer lock is busy or an
+    /// item came in meanwhile.
+    fn rewind(&self, head: Word) -> bool {
+        let ctl = &self.header().ring;
+        let Some(_producers) = lock(&ctl.tx.lock, Patience::None, "producer") else {
+            return false;
+        };
+        let ring = self.ring();
+        let tail = ring.fresh_tail();
+        if tail.pos() != head.pos() {
+            return false;
+        }
+        let size = self.ring_size as u32;
+        let offset = head.pos() & (size - 1);
+        let next = (head.pos() | (size - 1)).wrapping_add(1);
+        let gap = next.wrapping_sub(head.pos());
+        // A SKIP record from the head to the lap's end: the tail's store publishes it,
+        // the head's consumes it; a consumer that dies between the two leaves a
+        // record the next one passes over.
+        let first = u64::from(gap - RECORD_HEADER) | (u64::from(SKIP) << 32);
+        let mut record = [0u8; RECORD_HEADER as usize];
+        record[..8].copy_from_slice(&first.to_le_bytes());
+        // SAFETY: `offset` is 16-aligned (the head passed the ring's checks) and at
+        // least 16 bytes before the end of the data area (the lap ends at `next`),
+        // which is mapped for as long as `self`; the bytes there are free (the queue
+        // is empty) and producers are stopped.
+        unsafe {
+            copy_to_shared(
+                &record,
+                self.region.as_ptr().add(DATA_OFFSET + offset as usize),
+            );
+        }
+        let tail = Word::new(tail.count(), next);
+        ring.publish(tail);
+        let head = Word::new(head.count(), next);
+        ctl.tx.seen.store(head.0, Ordering::Relaxed);
+        ctl.rx.seen.store(tail.0, Ordering::Relaxed);
+        ring.release(head);
+        let rest = self.ring_size - self.resident;
+        match punch_hole(self.region.fd(), DATA_OFFSET + self.resident, rest) {
+            Ok(()) => self
+                .header()
+                .grow
+                .punched
+                .store(u64::from(next), Ordering::Relaxed),
+            Err(e) => log::debug!("could not give back a queue's read memory: {e}"),
+        }
+        true
+    }
+
+    /// Passes over the `SKIP` record at `head` (with the consumer lock held): frees it
+    /// without counting an item.
+    pub(super) fn pass_skip(&self, ring: &Ring<'_>, head: Word, header: &ring::RecordHeader) {
+        let after = Ring::after(head, header);
+        ring.release(Word::new(head.count(), after.pos()));
+    }
+
+    /// The bytes of memory the queue's region holds now.
+    #[cfg(test)]
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        crate::os::shm::allocated_bytes(self.region.fd()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::queue::raw::Fail;
+
+    fn queue(resident: usize, virtual_size: usize) -> RawQueue {
+        RawQueue::create(resident, virtual_size, 0, 0, Flavor::Queue).unwrap()
+    }
+
+    fn take(q: &RawQueue) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match q.get(&mut out, Patience::None) {
+            Ok(_) => Some(out),
+            Err(Fail::NotNow) => None,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn item(i: u32, len: usize) -> Vec<u8> {
+        let mut bytes = vec![(i % 251) as u8; len];
+        bytes[..4].copy_from_slice(&i.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_growable_ring_takes_far_more_than_its_resident_part_and_gives_it_back() {
+        let q = queue(64 << 10, 16 << 20);
+        assert!(q.grows());
+        // 8 MiB with nobody reading: 128 times the resident part, and no put waits.
+        for i in 0..2048 {
+            q.put(&item(i, 4000), Vec::new(), Patience::None).unwrap();
+        }
+        let full = q.allocated_bytes();
+        assert!(full >= 2048 * 4016, "{full}");
+        for i in 0..1024 {
+            assert_eq!(take(&q).unwrap(), item(i, 4000));
+        }
+        let half = q.allocated_bytes();
+        assert!(half < full - (3 << 20), "{half} of {full}");
+        for i in 1024..2048 {
+            assert_eq!(take(&q).unwrap(), item(i, 4000));
+        }
+        assert_eq!(take(&q), None);
+        // Empty beyond the resident part: rewound, only the resident part and the
+        // header are left.
+        let left = q.allocated_bytes();
+        assert!(left <= (64 << 10) + 4096, "{left}");
+        let head = Word(q.header().ring.head.word.load(Ordering::Relaxed));
+        assert_eq!(head.pos() & (16 << 20) - 1, 0);
+        // And it goes on working from the start of the lap.
+        q.put(b"again", Vec::new(), Patience::None).unwrap();
+        assert_eq!(take(&q).unwrap(), b"again");
+    }
+
+    #[test]
+    fn a_ring_in_steady_use_stays_in_its_resident_part() {
+        let q = queue(64 << 10, 16 << 20);
+        for i in 0..20_000 {
+            q.put(&item(i, 100), Vec::new(), Patience::None).unwrap();
+            assert_eq!(take(&q).unwrap(), item(i, 100));
+        }
+        // 2.5 MiB went through, rewinding whenever the head passed the resident part.
+        let left = q.allocated_bytes();
+        assert!(left <= (64 << 10) + 2 * 4096, "{left}");
+    }
+
+    #[test]
+    fn laps_of_a_full_virtual_ring_never_punch_live_records() {
+        // A small virtual ring, kept nearly full across many laps: the producer's
+        // next lap runs right behind the pages the consumer gives back.
+        let q = queue(4096, 64 << 10);
+        let mut next_put = 0;
+        let mut next_get = 0;
+        while next_get < 5000 {
+            while q
+                .put(&item(next_put, 700), Vec::new(), Patience::None)
+                .is_ok()
+            {
+                next_put += 1;
+            }
+            for _ in 0..3 {
+                assert_eq!(take(&q).unwrap(), item(next_get, 700), "item {next_get}");
+                next_get += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_skip_left_by_a_consumer_that_died_mid_rewind_is_passed_over() {
+        let q = queue(4096, 64 << 10);
+        for i in 0..8 {
+            q.put(&item(i, 1000), Vec::new(), Patience::None).unwrap();
+        }
+        for i in 0..8 {
+            assert_eq!(take(&q).unwrap(), item(i, 1000));
+        }
+        // The rewind published its SKIP and died before consuming it: as if the head
+        // were put back where it was.
+        let ctl = &q.header().ring;
+        let head = Word(ctl.head.word.load(Ordering::Relaxed));
+        assert_eq!(head.pos() % (64 << 10), 0);
+        let before = Word::new(head.count(), 8 * record(1000));
+        let skip = u64::from(head.pos() - before.pos() - RECORD_HEADER) | (u64::from(SKIP) << 32);
+        // SAFETY: inside the data area; no other thread uses the queue.
+        unsafe {
+            copy_to_shared(
+                &skip.to_le_bytes(),
+                q.region.as_ptr().add(DATA_OFFSET + before.pos() as usize),
+            );
+        }
+        q.ring().release(before);
+        assert_eq!(q.len(), 0);
+        q.put(b"after", Vec::new(), Patience::None).unwrap();
+        assert_eq!(take(&q).unwrap(), b"after");
+        assert_eq!(take(&q), None);
+    }
+
+    fn record(len: usize) -> u32 {
+        ring::record_bytes(len).unwrap()
+    }
+
+    #[test]
+    fn a_bounded_queue_keeps_a_fixed_ring() {
+        let q = RawQueue::new(64 << 10, 10, 0, Flavor::Queue).unwrap();
+        assert!(!q.grows());
+        assert_eq!(q.ring_size, 64 << 10);
+    }
+}
