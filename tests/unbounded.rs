@@ -27,7 +27,9 @@ fn check(i: u32, len: usize, got: &[u8]) -> Result<(), String> {
     if got == item(i, len).as_slice() {
         Ok(())
     } else {
-        let number = got.get(..4).map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]));
+        let number = got
+            .get(..4)
+            .map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]));
         Err(format!(
             "item {i}: got {} bytes numbered {number:?}",
             got.len()

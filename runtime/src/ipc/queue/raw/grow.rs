@@ -2,8 +2,8 @@
 //!
 //! A queue without a capacity in items should not be bounded in bytes either
 //! (Python's `Queue()` never blocks a `put`). Its ring is therefore a *sparse* one: a
-//! `memfd` of a large virtual size (up to [`MAX_RING`], and at most what
-//! [`sparse_budget`] allows), of which only the pages written hold memory (a `memfd`
+//! `memfd` of a large virtual size (made in `sparse.rs`: up to
+//! [`MAX_RING`](ring::MAX_RING), within [`sparse_budget`](crate::os::shm::sparse_budget)), of which only the pages written hold memory (a `memfd`
 //! reserves nothing up front). Only the first `resident` bytes of the data area (the
 //! buffer size asked for, 4 MiB by default) are meant to stay in memory:
 //!
@@ -36,77 +36,19 @@
 //! makes one read as zeros.
 //!
 //! Records are addressed by 32-bit positions, so the virtual ring is at most
-//! [`MAX_RING`] (1 GiB); an item larger than half the resident part does not take
+//! [`MAX_RING`](ring::MAX_RING) (1 GiB); an item larger than half the resident part does not take
 //! ring space at all (it is spilled into memory of its own, see `put.rs`).
 
-use std::io;
 use std::sync::atomic::Ordering;
 
-use crate::ipc::ring::{self, MAX_RING, RECORD_HEADER, Ring, Word};
-use crate::os::shm::{SharedRegion, copy_to_shared, punch_hole, sparse_budget};
+use crate::ipc::ring::{self, RECORD_HEADER, Ring, Word};
+use crate::os::shm::{copy_to_shared, punch_hole};
 
-use super::layout::{DATA_OFFSET, Flavor, SKIP};
+use super::layout::{DATA_OFFSET, SKIP};
 use super::raw_queue::{Patience, RawQueue, lock};
 
 /// The unit memory is given back in.
 const PAGE: u32 = 4096;
-
-/// The data area of a new queue.
-pub(super) struct Area {
-    pub(super) region: SharedRegion,
-    /// The whole data area (the virtual size, for a growable ring).
-    pub(super) ring_size: usize,
-    /// The part that stays in memory: `ring_size` for a fixed ring.
-    pub(super) resident: usize,
-}
-
-/// The region of a new queue whose ring keeps `resident` bytes in memory: a
-/// growable one of up to `virtual_size` bytes (at most what the machine's memory and
-/// any address space limit allow; halved on failure), or a fixed one of `resident`
-/// bytes if `virtual_size` is not larger than it or no larger region can be made.
-pub(super) fn create(flavor: Flavor, resident: usize, virtual_size: usize) -> io::Result<Area> {
-    let resident = ring::ring_size_for(resident);
-    let mut size = if virtual_size > resident {
-        let budget = sparse_budget().saturating_sub(DATA_OFFSET);
-        virtual_size.min(MAX_RING).min(budget)
-    } else {
-        0
-    };
-    if !size.is_power_of_two() {
-        size = size.checked_next_power_of_two().map_or(MAX_RING, |p| p / 2);
-    }
-    while size > resident {
-        match SharedRegion::new(flavor.name(), DATA_OFFSET + size) {
-            Ok(region) => {
-                return Ok(Area {
-                    region,
-                    ring_size: size,
-                    resident,
-                });
-            }
-            Err(e) => {
-                log::debug!("no sparse queue ring of {size} bytes ({e}); trying half of it");
-                size /= 2;
-            }
-        }
-    }
-    Ok(Area {
-        region: SharedRegion::new(flavor.name(), DATA_OFFSET + resident)?,
-        ring_size: resident,
-        resident,
-    })
-}
-
-/// The resident part of a received queue's ring, as its header says (0: fixed),
-/// if it is one this crate makes.
-pub(super) fn resident_from(stored: u64, ring_size: usize) -> Option<usize> {
-    if stored == 0 {
-        return Some(ring_size);
-    }
-    let resident = usize::try_from(stored).ok()?;
-    (resident.is_power_of_two() && (ring::MIN_RING..ring_size).contains(&resident))
-        .then_some(resident)
-}
 
 impl RawQueue {
     /// Whether the ring grows beyond its resident part.
@@ -275,6 +217,7 @@ impl RawQueue {
 mod tests {
     use super::*;
     use crate::ipc::queue::raw::Fail;
+    use crate::ipc::queue::raw::layout::Flavor;
 
     fn queue(resident: usize, virtual_size: usize) -> RawQueue {
         RawQueue::create(resident, virtual_size, 0, 0, Flavor::Queue).unwrap()

@@ -18,8 +18,8 @@ use crate::os::sys;
 use crate::wire::codec::PortableFd;
 use crate::wire::courier::Courier;
 
-use super::grow;
 use super::layout::{DATA_OFFSET, Flavor, Header, MAGIC};
+use super::sparse;
 
 /// The longest a blocked operation sleeps before it looks at the queue again: the
 /// process that should wake it may have died between publishing its change and the
@@ -158,7 +158,7 @@ impl RawQueue {
         type_hash: u64,
         flavor: Flavor,
     ) -> io::Result<RawQueue> {
-        let area = grow::create(flavor, ring_bytes, virtual_size)?;
+        let area = sparse::create(flavor, ring_bytes, virtual_size)?;
         let ring_size = area.ring_size;
         let max_items = u32::try_from(max_items).unwrap_or(u32::MAX).min(1 << 30);
         let queue = RawQueue {
@@ -306,7 +306,8 @@ impl RawQueue {
                 "a queue of another item type received as a queue of `{type_name}`"
             )));
         }
-        let Some(resident) = grow::resident_from(info.resident.load(Ordering::Relaxed), ring_size)
+        let Some(resident) =
+            sparse::resident_from(info.resident.load(Ordering::Relaxed), ring_size)
         else {
             return Err(D::Error::custom(
                 "a queue whose resident ring does not fit its ring",
