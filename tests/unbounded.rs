@@ -4,7 +4,10 @@
 //! shrinks back as they are read (measured in a process that holds only that queue).
 //! Bounded queues keep their bound.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use multiproc::{JoinableQueue, Queue, SimpleQueue};
@@ -15,10 +18,12 @@ const ITEM: usize = 256 << 10;
 /// Items a child puts: 72 MiB, 18 times the buffer.
 const ITEMS: u32 = 288;
 
-/// Item `i`: its number, then bytes that depend on it.
+/// Item `i` (`len` is at least 8): its number at both ends, and a byte that
+/// depends on it between.
 fn item(i: u32, len: usize) -> ByteBuf {
-    let mut bytes: Vec<u8> = (0..len).map(|b| (b as u32 ^ i) as u8).collect();
+    let mut bytes = vec![(i % 251) as u8; len];
     bytes[..4].copy_from_slice(&i.to_le_bytes());
+    bytes[len - 4..].copy_from_slice(&i.to_le_bytes());
     ByteBuf::from(bytes)
 }
 
@@ -197,4 +202,55 @@ fn joinable_and_simple_queues_grow_the_same() {
         check(i, ITEM, &q.get().unwrap()).unwrap();
     }
     assert!(q.is_empty());
+}
+
+/// The address space limit of the helper below: 1.5 GiB, more than the test binary
+/// maps, less than a few 1 GiB rings.
+const ADDRESS_SPACE: u64 = 3 << 29;
+
+/// Limits the address space of the calling process.
+fn limit_address_space() -> std::io::Result<()> {
+    let limit = nix::libc::rlimit {
+        rlim_cur: ADDRESS_SPACE,
+        rlim_max: ADDRESS_SPACE,
+    };
+    // SAFETY: setrlimit reads the struct and touches nothing else.
+    if unsafe { nix::libc::setrlimit(nix::libc::RLIMIT_AS, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[test]
+fn under_an_address_space_limit_the_ring_is_smaller_and_still_grows() {
+    const NAME: &str = "under_an_address_space_limit_the_ring_is_smaller_and_still_grows";
+    if common::is_helper(NAME) {
+        // Under the limit: fill an unbounded queue until it says full, then read it.
+        let q: Queue<ByteBuf> = Queue::new().unwrap();
+        let mut put = 0;
+        while put < 8192 && q.try_put(item(put, ITEM)).is_ok() {
+            put += 1;
+        }
+        for i in 0..put {
+            check(i, ITEM, &q.try_get().unwrap()).unwrap();
+        }
+        println!("put {put}");
+        return;
+    }
+    let mut cmd = common::helper_command(NAME);
+    // SAFETY: setrlimit is async-signal-safe; this runs between fork and exec.
+    unsafe { cmd.pre_exec(limit_address_space) };
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    let lines = common::lines(&out.stdout);
+    let put: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("put ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {lines:?}; {stderr}"));
+    eprintln!("{put} items of {ITEM} bytes before full under a {ADDRESS_SPACE}-byte limit");
+    // More than the 4 MiB buffer: it grew; less than the 1 GiB ring it has without
+    // the limit: the limit chose a smaller one.
+    assert!(put * ITEM > 16 << 20, "only {put} items");
+    assert!(put * ITEM < 1 << 30, "{put} items under a 1.5 GiB limit");
 }

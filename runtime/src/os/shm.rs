@@ -367,14 +367,16 @@ pub(crate) fn allocated_bytes(fd: &PortableFd) -> std::io::Result<u64> {
 }
 
 /// The largest sparse region worth creating now, in bytes: a quarter of the
-/// machine's memory, and, under an address space limit (`RLIMIT_AS`), an eighth of
-/// the room left below it, since every process that holds the region maps all of it.
+/// machine's memory (or of the memory cgroup's limit, if lower), and, under an
+/// address space limit (`RLIMIT_AS`), an eighth of the room left below it, since
+/// every process that holds the region maps all of it.
 /// A region this size costs nothing until its pages are written (a `memfd` reserves
 /// no memory up front).
 pub(crate) fn sparse_budget() -> usize {
     let memory = nix::sys::sysinfo::sysinfo()
         .map(|info| info.ram_total() / 4)
         .unwrap_or(0);
+    let memory = memory.min(cgroup_memory_limit().map_or(u64::MAX, |limit| limit / 4));
     let mut budget = usize::try_from(memory).unwrap_or(usize::MAX);
     let mut limit = nix::libc::rlimit {
         rlim_cur: 0,
@@ -389,6 +391,17 @@ pub(crate) fn sparse_budget() -> usize {
         budget = budget.min(usize::try_from(room).unwrap_or(usize::MAX));
     }
     budget
+}
+
+/// The memory limit of this process's cgroup (v2's `memory.max`, or v1's
+/// `memory.limit_in_bytes`), if one is set and visible.
+fn cgroup_memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok()?.trim().parse().ok())
 }
 
 /// This process's mapped address space (`VmSize` in `/proc/self/status`), in bytes.
