@@ -158,7 +158,8 @@ impl RawQueue {
         };
         let ring = self.ring();
         let tail = ring.fresh_tail();
-        if tail.pos() != head.pos() {
+        // A head off the record grid is a peer's garbage, for the next take to report.
+        if tail.pos() != head.pos() || head.pos() % RECORD_HEADER != 0 {
             return false;
         }
         let size = self.ring_size as u32;
@@ -171,8 +172,8 @@ impl RawQueue {
         let first = u64::from(gap - RECORD_HEADER) | (u64::from(SKIP) << 32);
         let mut record = [0u8; RECORD_HEADER as usize];
         record[..8].copy_from_slice(&first.to_le_bytes());
-        // SAFETY: `offset` is 16-aligned (the head passed the ring's checks) and at
-        // least 16 bytes before the end of the data area (the lap ends at `next`),
+        // SAFETY: `offset` is 16-aligned (checked above), so at least 16 bytes
+        // before the end of the data area (the lap ends at `next`),
         // which is mapped for as long as `self`; the bytes there are free (the queue
         // is empty) and producers are stopped.
         unsafe {
@@ -183,19 +184,30 @@ impl RawQueue {
         }
         let tail = Word::new(tail.count(), next);
         ring.publish(tail);
+        let old = head.pos();
         let head = Word::new(head.count(), next);
         ctl.tx.seen.store(head.0, Ordering::Relaxed);
         ctl.rx.seen.store(tail.0, Ordering::Relaxed);
         ring.release(head);
-        let rest = self.ring_size - self.resident;
-        match punch_hole(self.region.fd(), DATA_OFFSET + self.resident, rest) {
-            Ok(()) => self
-                .header()
-                .grow
-                .punched
-                .store(u64::from(next), Ordering::Relaxed),
-            Err(e) => log::debug!("could not give back a queue's read memory: {e}"),
+        // What may hold memory beyond the resident part is behind the old head, from
+        // the mark on, and the page of the SKIP record: all free now. (Not the whole
+        // lap: punching an empty GiB costs 10 times an empty MiB.)
+        let grow = &self.header().grow;
+        let punched = grow.punched.load(Ordering::Relaxed) as u32;
+        let end = page_end(old);
+        let len = end.wrapping_sub(punched);
+        let pieces = if len <= size {
+            self.beyond_resident(punched, len)
+        } else {
+            vec![(self.resident, self.ring_size - self.resident)]
+        };
+        for (at, n) in pieces {
+            if let Err(e) = punch_hole(self.region.fd(), DATA_OFFSET + at, n) {
+                log::debug!("could not give back a queue's read memory: {e}");
+                return true;
+            }
         }
+        grow.punched.store(u64::from(next), Ordering::Relaxed);
         true
     }
 
@@ -211,6 +223,11 @@ impl RawQueue {
     pub(crate) fn allocated_bytes(&self) -> u64 {
         crate::os::shm::allocated_bytes(self.region.fd()).unwrap_or(0)
     }
+}
+
+/// The end of the page holding the record header at `pos`.
+fn page_end(pos: u32) -> u32 {
+    pos.wrapping_add(RECORD_HEADER + PAGE - 1) & !(PAGE - 1)
 }
 
 #[cfg(test)]
@@ -329,6 +346,30 @@ mod tests {
         q.put(b"after", Vec::new(), Patience::None).unwrap();
         assert_eq!(take(&q).unwrap(), b"after");
         assert_eq!(take(&q), None);
+    }
+
+    #[test]
+    fn memory_kept_while_the_producer_lock_was_busy_is_given_back_by_the_rewind() {
+        let q = queue(64 << 10, 16 << 20);
+        for i in 0..512 {
+            q.put(&item(i, 4000), Vec::new(), Patience::None).unwrap();
+        }
+        let full = q.allocated_bytes();
+        // A producer holds its lock all along the drain: nothing can be punched.
+        let busy = lock(&q.header().ring.tx.lock, Patience::None, "producer").unwrap();
+        for i in 0..512 {
+            assert_eq!(take(&q).unwrap(), item(i, 4000));
+        }
+        assert_eq!(take(&q), None);
+        assert!(
+            q.allocated_bytes() >= full - 4096,
+            "given back under a busy lock"
+        );
+        drop(busy);
+        // The next look at the empty queue rewinds it and gives it all back.
+        assert_eq!(take(&q), None);
+        let left = q.allocated_bytes();
+        assert!(left <= (64 << 10) + 4096, "{left} of {full}");
     }
 
     fn record(len: usize) -> u32 {
