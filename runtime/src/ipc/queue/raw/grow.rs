@@ -40,15 +40,20 @@
 //! ring space at all (it is spilled into memory of its own, see `put.rs`).
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crate::ipc::ring::{self, RECORD_HEADER, Ring, Word};
 use crate::os::shm::{copy_to_shared, punch_hole};
 
 use super::layout::{DATA_OFFSET, SKIP};
-use super::raw_queue::{Patience, RawQueue, lock};
+use super::raw_queue::{Held, Patience, RawQueue, lock};
 
 /// The unit memory is given back in.
 const PAGE: u32 = 4096;
+
+/// How long a `try_put` waits for a consumer that holds the producer lock to give
+/// memory back (work of a millisecond or so).
+const GIVE_BACK_WAIT: Duration = Duration::from_millis(100);
 
 impl RawQueue {
     /// Whether the ring grows beyond its resident part.
@@ -60,6 +65,35 @@ impl RawQueue {
     /// and 1 MiB.
     fn chunk(&self) -> u32 {
         (self.resident / 4).clamp(PAGE as usize, 1 << 20) as u32
+    }
+
+    /// Takes the producer lock for a put within `patience`. A `try_put` that finds
+    /// it held by a consumer giving memory back waits for that (briefly): the queue
+    /// is not full, and a caller that takes "full" to mean "wait for a consumer's
+    /// progress" might wait for ever.
+    pub(super) fn producer_lock(&self, patience: Patience) -> Option<Held<'_>> {
+        let tx = &self.header().ring.tx.lock;
+        match lock(tx, patience, "producer") {
+            None if matches!(patience, Patience::None)
+                && self.header().grow.giving_back.load(Ordering::SeqCst) != 0 =>
+            {
+                lock(
+                    tx,
+                    Patience::Until(Some(Instant::now() + GIVE_BACK_WAIT)),
+                    "producer",
+                )
+            }
+            held => held,
+        }
+    }
+
+    /// Takes the producer lock without waiting, as a consumer about to give memory
+    /// back, and says so while it holds it.
+    fn lock_to_give_back(&self) -> Option<GivingBack<'_>> {
+        let held = lock(&self.header().ring.tx.lock, Patience::None, "producer")?;
+        let flag = &self.header().grow.giving_back;
+        flag.store(1, Ordering::SeqCst);
+        Some(GivingBack { flag, _held: held })
     }
 
     /// With the consumer lock held, after a take: gives back the memory read beyond
@@ -106,7 +140,7 @@ impl RawQueue {
             grow.punched.store(u64::from(target), Ordering::Relaxed);
             return;
         }
-        let Some(_producers) = lock(&ctl.tx.lock, Patience::None, "producer") else {
+        let Some(_producers) = self.lock_to_give_back() else {
             return;
         };
         // Producers are stopped: the positions whose next lap they have written (up to
@@ -153,7 +187,7 @@ impl RawQueue {
     /// item came in meanwhile.
     fn rewind(&self, head: Word) -> bool {
         let ctl = &self.header().ring;
-        let Some(_producers) = lock(&ctl.tx.lock, Patience::None, "producer") else {
+        let Some(_producers) = self.lock_to_give_back() else {
             return false;
         };
         let ring = self.ring();
@@ -222,6 +256,19 @@ impl RawQueue {
     #[cfg(test)]
     pub(crate) fn allocated_bytes(&self) -> u64 {
         crate::os::shm::allocated_bytes(self.region.fd()).unwrap_or(0)
+    }
+}
+
+/// The producer lock, held by a consumer giving memory back; the flag is cleared
+/// before the lock is released.
+struct GivingBack<'a> {
+    flag: &'a std::sync::atomic::AtomicU32,
+    _held: Held<'a>,
+}
+
+impl Drop for GivingBack<'_> {
+    fn drop(&mut self) {
+        self.flag.store(0, Ordering::SeqCst);
     }
 }
 
@@ -370,6 +417,36 @@ mod tests {
         assert_eq!(take(&q), None);
         let left = q.allocated_bytes();
         assert!(left <= (64 << 10) + 4096, "{left} of {full}");
+    }
+
+    #[test]
+    fn a_try_put_waits_a_little_for_a_consumer_giving_memory_back_and_no_more() {
+        let q = queue(4096, 64 << 10);
+        let other_producer = lock(&q.header().ring.tx.lock, Patience::None, "producer").unwrap();
+        let start = Instant::now();
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        assert!(
+            start.elapsed() < GIVE_BACK_WAIT / 2,
+            "waited for a producer"
+        );
+        drop(other_producer);
+
+        let giving_back = q.lock_to_give_back().unwrap();
+        let start = Instant::now();
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        assert!(
+            start.elapsed() >= GIVE_BACK_WAIT,
+            "did not wait for the give-back"
+        );
+        drop(giving_back);
+        assert_eq!(q.header().grow.giving_back.load(Ordering::SeqCst), 0);
+        q.put(b"x", Vec::new(), Patience::None).unwrap();
     }
 
     fn record(len: usize) -> u32 {

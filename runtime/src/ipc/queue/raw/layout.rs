@@ -87,6 +87,10 @@ pub(super) struct Grow {
     /// The position up to which the memory read was given back (a ring position, as
     /// the words' low halves).
     pub(super) punched: AtomicU64,
+    /// Set while a consumer holds the producer lock to give memory back or rewind
+    /// (bounded work), so that a `try_put` waits for it a little instead of saying
+    /// "full" about a queue that never is.
+    pub(super) giving_back: AtomicU32,
 }
 
 #[repr(C)]

@@ -15,7 +15,7 @@ use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 
 use super::layout::{INLINE, INLINE_FDS, SPILL};
-use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
+use super::raw_queue::{Fail, Patience, RawQueue, nap_until};
 
 impl RawQueue {
     /// Queues one encoded item with its descriptors.
@@ -59,7 +59,7 @@ impl RawQueue {
             if self.is_closed() {
                 return Err(Fail::Closed);
             }
-            let Some(held) = lock(&self.header().ring.tx.lock, patience, "producer") else {
+            let Some(held) = self.producer_lock(patience) else {
                 return Err(Fail::Timeout);
             };
             match self.try_write(kind, payload, need, &fds)? {
