@@ -134,6 +134,10 @@ use crate::wire::codec;
 /// - [`qsize`](Self::qsize), [`is_empty`](Self::is_empty) and
 ///   [`is_full`](Self::is_full) are snapshots: other processes may change the queue at
 ///   any moment.
+/// - Every process that holds an unbounded queue maps its whole virtual ring (up to
+///   1 GiB of address space, no memory): a process under an address space limit
+///   (`RLIMIT_AS`) far below its creator's may fail to receive one; give it a queue
+///   with a capacity.
 /// - Sending a queue to a process of another program (another binary) is not
 ///   supported: the item type is checked by name.
 /// - A dead lock holder is recognised by its process id: were the id reused by a new
