@@ -97,8 +97,8 @@ use crate::wire::codec;
 /// - **shrinking**: the consumer gives the pages it has read back to the kernel, a
 ///   chunk (a quarter of the buffer, at most 1 MiB) at a time, so memory follows the
 ///   unread bytes down as well as up;
-/// - **rewinding**: a consumer that finds the queue empty beyond its buffer moves it
-///   back to the start, so that a queue whose consumers keep up runs in the same
+/// - **rewinding**: a consumer that finds the queue empty past half its buffer moves
+///   it back to the start, so that a queue whose consumers keep up runs in the same
 ///   pages and pays nothing for growing.
 ///
 /// Only past the virtual size does `put` wait for room; and for items that travel

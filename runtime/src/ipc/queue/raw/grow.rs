@@ -19,12 +19,15 @@
 //!   while holding the producer lock too (taken without waiting; otherwise later), so
 //!   that no producer writes its next lap into a page as it is punched; pages a
 //!   producer has already written again are left alone.
-//! - **Rewinding.** When a consumer finds the queue empty with its head beyond the
-//!   resident part, it moves both words to the start of the next lap, holding both
-//!   locks: a `SKIP` record covering the rest of the lap is published by the tail
-//!   word, then consumed by the head word, and everything beyond the resident part is
-//!   punched. A queue in steady use so keeps running in its resident pages and never
-//!   pays for faulting in new ones.
+//! - **Rewinding.** When a consumer finds the queue empty with its head past half
+//!   the resident part, it moves both words to the start of the next lap, holding
+//!   both locks: a `SKIP` record covering the rest of the lap is published by the
+//!   tail word, then consumed by the head word, and what was written beyond the
+//!   resident part is punched. A queue in steady use so keeps running in its
+//!   resident pages (the second half is slack for a backlog that comes and goes)
+//!   and never pays for faulting in new ones. Measured on the development VM: a
+//!   fresh shared page costs 11 us to fault in and 2-3 us to punch, against under
+//!   0.5 us per page for reusing a resident one.
 //!
 //! # Deaths
 //!
@@ -97,14 +100,16 @@ impl RawQueue {
     }
 
     /// With the consumer lock held, after a take: gives back the memory read beyond
-    /// the resident part, and rewinds an empty ring that ran beyond it.
+    /// the resident part, and rewinds an empty ring that ran past half of it.
     pub(super) fn give_back(&self) {
         if !self.grows() {
             return;
         }
         let ctl = &self.header().ring;
         let head = Word(ctl.head.word.load(Ordering::Relaxed));
-        let beyond = (head.pos() & (self.ring_size as u32 - 1)) as usize >= self.resident;
+        // Past half: the rest is slack, so that a backlog that comes and goes does
+        // not run beyond the resident pages before the next rewind.
+        let beyond = (head.pos() & (self.ring_size as u32 - 1)) as usize >= self.resident / 2;
         // The last view of the tail first: the producers' line is read only when the
         // queue looks empty, as the next take would read it anyway.
         if beyond
@@ -181,7 +186,7 @@ impl RawQueue {
             .collect()
     }
 
-    /// With the consumer lock held and the queue seen empty at `head`, beyond the
+    /// With the consumer lock held and the queue seen empty at `head`, past half the
     /// resident part: moves both words to the start of the next lap and gives back
     /// everything beyond the resident part. False if the producer lock is busy or an
     /// item came in meanwhile.
