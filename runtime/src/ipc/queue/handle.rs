@@ -93,7 +93,9 @@ use crate::wire::codec;
 /// under `RLIMIT_AS`, is smaller) of which only the buffer (4 MiB, see
 /// [`QueueBuilder::buffer_size`]) stays allocated:
 ///
-/// - **growing**: items that are not read yet take new pages beyond the buffer;
+/// - **growing**: items that are not read yet take new pages beyond the buffer (a
+///   `put` that would be the first beyond it first waits up to 10 ms for the
+///   consumers to empty the queue and rewind it; `try_put` does not wait);
 /// - **shrinking**: the consumer gives the pages it has read back to the kernel, a
 ///   chunk (a quarter of the buffer, at most 1 MiB) at a time, so memory follows the
 ///   unread bytes down as well as up;

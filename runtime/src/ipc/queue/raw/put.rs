@@ -55,6 +55,9 @@ impl RawQueue {
             payload
         };
         let deadline = patience.deadline();
+        // A put that may wait first gives consumers a moment to rewind the ring before
+        // it grows it (`grow.rs`).
+        let mut may_grow = !patience.waits();
         loop {
             if self.is_closed() {
                 return Err(Fail::Closed);
@@ -62,6 +65,14 @@ impl RawQueue {
             let Some(held) = self.producer_lock(patience) else {
                 return Err(Fail::Timeout);
             };
+            if !may_grow && self.would_grow(need) {
+                drop(held);
+                may_grow = true;
+                if !self.wait_for_rewind(need, deadline) {
+                    return Err(Fail::Timeout);
+                }
+                continue;
+            }
             match self.try_write(kind, payload, need, &fds)? {
                 Written::Yes => {
                     drop(held);

@@ -19,7 +19,7 @@ use crate::wire::codec::PortableFd;
 use crate::wire::courier::Courier;
 
 use super::layout::{DATA_OFFSET, Flavor, Header, MAGIC};
-use super::sparse;
+use super::{grow, sparse};
 
 /// The longest a blocked operation sleeps before it looks at the queue again: the
 /// process that should wake it may have died between publishing its change and the
@@ -92,6 +92,8 @@ pub(crate) struct RawQueue {
     /// The part of the ring that stays in memory: `ring_size` unless it grows
     /// (`grow.rs`).
     pub(super) resident: usize,
+    /// How long a put about to grow the ring waits for a rewind (`grow.rs`).
+    pub(super) grow_wait: Duration,
     pub(super) max_items: u32,
     pub(super) spin: Spinner,
 }
@@ -167,6 +169,7 @@ impl RawQueue {
             bell: PortableFd::new(sys::eventfd()?),
             ring_size,
             resident: area.resident,
+            grow_wait: grow::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         };
@@ -322,6 +325,7 @@ impl RawQueue {
             bell,
             ring_size,
             resident,
+            grow_wait: grow::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         })
