@@ -11,7 +11,7 @@
 //!   one: while consumers keep up, positions stay within the resident part (see
 //!   rewinding below); a backlog makes the ring run on into the rest, touching new
 //!   pages, until it reaches the virtual size. A blocking `put` whose record would be
-//!   the first beyond the resident part in a lap first waits (up to [`GROW_WAIT`])
+//!   the first beyond the resident part in a lap first waits (up to `GROW_WAIT`, 10 ms)
 //!   for the consumers to empty the queue and rewind it: faulting in fresh pages
 //!   costs more than that wait when consumers are keeping up (measured with 1 MiB
 //!   items between two processes: 0.2-0.3 GB/s without the wait, the same as a
@@ -59,10 +59,6 @@ use super::raw_queue::{Held, Patience, RawQueue, lock};
 
 /// The unit memory is given back in.
 const PAGE: u32 = 4096;
-
-/// How long a `put` about to grow the ring waits for the consumers to empty and
-/// rewind it instead (once per lap: then it grows).
-pub(super) const GROW_WAIT: Duration = Duration::from_millis(10);
 
 /// How long a `try_put` waits for a consumer that holds the producer lock to give
 /// memory back (work of a millisecond or so).
@@ -116,7 +112,7 @@ impl RawQueue {
     }
 
     /// Waits until a record of `need` bytes fits in the resident part (the consumers
-    /// emptied the queue and rewound it), for `grow_wait` ([`GROW_WAIT`]) at most: consumers that
+    /// emptied the queue and rewound it), for `grow_wait` (`GROW_WAIT`) at most: consumers that
     /// keep up then cost no new pages, and a queue nobody reads grows after that
     /// short wait. False only if `deadline` passed.
     pub(super) fn wait_for_rewind(&self, need: u32, deadline: Option<Instant>) -> bool {
@@ -345,6 +341,7 @@ mod tests {
     use super::*;
     use crate::ipc::queue::raw::Fail;
     use crate::ipc::queue::raw::layout::Flavor;
+    use crate::ipc::queue::raw::sparse::GROW_WAIT;
 
     fn queue(resident: usize, virtual_size: usize) -> RawQueue {
         RawQueue::create(resident, virtual_size, 0, 0, Flavor::Queue).unwrap()

@@ -19,7 +19,7 @@ use crate::wire::codec::PortableFd;
 use crate::wire::courier::Courier;
 
 use super::layout::{DATA_OFFSET, Flavor, Header, MAGIC};
-use super::{grow, sparse};
+use super::sparse;
 
 /// The longest a blocked operation sleeps before it looks at the queue again: the
 /// process that should wake it may have died between publishing its change and the
@@ -169,7 +169,7 @@ impl RawQueue {
             bell: PortableFd::new(sys::eventfd()?),
             ring_size,
             resident: area.resident,
-            grow_wait: grow::GROW_WAIT,
+            grow_wait: sparse::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         };
@@ -325,7 +325,7 @@ impl RawQueue {
             bell,
             ring_size,
             resident,
-            grow_wait: grow::GROW_WAIT,
+            grow_wait: sparse::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         })

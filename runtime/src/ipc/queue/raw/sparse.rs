@@ -2,11 +2,16 @@
 //! unbounded queue, a fixed one otherwise, and the check of a received queue's.
 
 use std::io;
+use std::time::Duration;
 
 use crate::ipc::ring::{self, MAX_RING};
 use crate::os::shm::{SharedRegion, sparse_budget};
 
 use super::layout::{DATA_OFFSET, Flavor};
+
+/// How long a `put` about to grow the ring waits for the consumers to empty and
+/// rewind it instead (once per lap: then it grows).
+pub(super) const GROW_WAIT: Duration = Duration::from_millis(10);
 
 /// The data area of a new queue.
 pub(super) struct Area {
