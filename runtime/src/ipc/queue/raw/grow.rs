@@ -3,8 +3,9 @@
 //! A queue without a capacity in items should not be bounded in bytes either
 //! (Python's `Queue()` never blocks a `put`). Its ring is therefore a *sparse* one: a
 //! `memfd` of a large virtual size (made in `sparse.rs`: up to
-//! [`MAX_RING`](ring::MAX_RING), within [`sparse_budget`](crate::os::shm::sparse_budget)), of which only the pages written hold memory (a `memfd`
-//! reserves nothing up front). Only the first `resident` bytes of the data area (the
+//! [`MAX_RING`](ring::MAX_RING), within
+//! [`sparse_budget`](crate::os::shm::sparse_budget)), of which only the pages
+//! written hold memory (a `memfd` reserves nothing up front). Only the first `resident` bytes of the data area (the
 //! buffer size asked for, 4 MiB by default) are meant to stay in memory:
 //!
 //! - **Growth.** Producers write records anywhere in the virtual ring, as in a fixed
@@ -112,9 +113,9 @@ impl RawQueue {
     }
 
     /// Waits until a record of `need` bytes fits in the resident part (the consumers
-    /// emptied the queue and rewound it), for `grow_wait` (`GROW_WAIT`) at most: consumers that
-    /// keep up then cost no new pages, and a queue nobody reads grows after that
-    /// short wait. False only if `deadline` passed.
+    /// emptied the queue and rewound it), for `grow_wait` (`GROW_WAIT`) at most:
+    /// consumers that keep up then cost no new pages, and a queue nobody reads grows
+    /// after that short wait. False only if `deadline` passed.
     pub(super) fn wait_for_rewind(&self, need: u32, deadline: Option<Instant>) -> bool {
         let cap = Instant::now() + self.grow_wait;
         let until = deadline.map_or(cap, |d| d.min(cap));
