@@ -338,6 +338,80 @@ pub(crate) fn read_copy_at(
     })
 }
 
+/// Gives back the memory of the `len` bytes of the region behind `fd` at `offset`
+/// (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`): those pages are freed at once in every
+/// process mapping them, and read as zeros until written again. The size is kept, so
+/// seals against resizing do not forbid it. For memory no live data is in.
+pub(crate) fn punch_hole(fd: &PortableFd, offset: usize, len: usize) -> std::io::Result<()> {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    if len == 0 {
+        return Ok(());
+    }
+    let offset = i64::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let len = i64::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    fallocate(
+        fd.as_fd(),
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )?;
+    Ok(())
+}
+
+/// The bytes of memory the region behind `fd` holds now (its allocated blocks): for
+/// a sparse region, less than its size.
+#[cfg(test)]
+pub(crate) fn allocated_bytes(fd: &PortableFd) -> std::io::Result<u64> {
+    let blocks = fstat(fd.as_fd())?.st_blocks;
+    Ok(u64::try_from(blocks).unwrap_or(0) * 512)
+}
+
+/// The largest sparse region worth creating now, in bytes: a quarter of the
+/// machine's memory (or of the memory cgroup's limit, if lower), and, under an
+/// address space limit (`RLIMIT_AS`), an eighth of the room left below it, since
+/// every process that holds the region maps all of it.
+/// A region this size costs nothing until its pages are written (a `memfd` reserves
+/// no memory up front).
+pub(crate) fn sparse_budget() -> usize {
+    let memory = nix::sys::sysinfo::sysinfo()
+        .map(|info| info.ram_total() / 4)
+        .unwrap_or(0);
+    let memory = memory.min(cgroup_memory_limit().map_or(u64::MAX, |limit| limit / 4));
+    let mut budget = usize::try_from(memory).unwrap_or(usize::MAX);
+    let mut limit = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and touches nothing else.
+    let limited = unsafe { nix::libc::getrlimit(nix::libc::RLIMIT_AS, &mut limit) } == 0
+        && limit.rlim_cur != nix::libc::RLIM_INFINITY;
+    if limited {
+        let used = address_space_used().unwrap_or(u64::MAX);
+        let room = limit.rlim_cur.saturating_sub(used) / 8;
+        budget = budget.min(usize::try_from(room).unwrap_or(usize::MAX));
+    }
+    budget
+}
+
+/// The memory limit of this process's cgroup (v2's `memory.max`, or v1's
+/// `memory.limit_in_bytes`), if one is set and visible.
+fn cgroup_memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok()?.trim().parse().ok())
+}
+
+/// This process's mapped address space (`VmSize` in `/proc/self/status`), in bytes.
+fn address_space_used() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// The state `H` of one object at `offset` in a shared region, possibly followed by a
 /// table (see [`Shm::table`]). Clones share the region.
 pub(crate) struct Shm<H> {

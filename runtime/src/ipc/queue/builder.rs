@@ -46,6 +46,11 @@ impl<Q> QueueBuilder<Q> {
     /// The size of the shared ring buffer in bytes: rounded up to a power of two
     /// between 4 KiB and 1 GiB; 4 MiB by default. Items up to half of it are copied
     /// through it, larger ones go into memory regions of their own.
+    ///
+    /// A queue with a [`capacity`](Self::capacity) holds at most this many bytes of
+    /// items too. A queue without one grows beyond it while items are unread (see
+    /// [`Queue`]'s docs): the buffer is then the part of its memory that stays
+    /// allocated when the queue is empty.
     #[must_use]
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes;

@@ -60,8 +60,8 @@ use crate::wire::codec;
 /// Items from one producer come out in the order they were put; between producers the
 /// order is that of the moments their `put`s took the queue's producer lock. `get`
 /// waits while the queue is empty; `put` waits while a bounded queue
-/// ([`with_capacity`](Self::with_capacity)) holds its capacity of items, or while the
-/// queue's buffer has no room for the item (see below). Each operation has a
+/// ([`with_capacity`](Self::with_capacity)) holds its capacity of items or its
+/// buffer's bytes (an unbounded queue grows instead, see below). Each operation has a
 /// `try_` form that does not wait and a `_timeout` form.
 ///
 /// # Batches
@@ -86,12 +86,38 @@ use crate::wire::codec;
 /// [`QueueBuilder::buffer_size`]. An item larger than half the buffer goes into a
 /// shared memory region of its own (its descriptor travels through a socket beside the
 /// queue), so items of any size up to [`MAX_MESSAGE_LEN`](crate::MAX_MESSAGE_LEN) work.
-/// An unbounded queue is unbounded in items, not in bytes: a `put` into a buffer
-/// filled with items nobody takes waits for room, as a write into a full pipe does.
+/// A bounded queue holds at most the buffer's bytes; an unbounded one grows beyond it
+/// (next section).
 ///
 /// Large byte buffers: serde encodes a `Vec<u8>` one element at a time (bincode
 /// decodes it at about 0.5 GB/s); wrap them in `serde_bytes::ByteBuf` (or anything
 /// that serializes with `serialize_bytes`) to move them at memory speed.
+///
+/// # Unbounded means unbounded
+///
+/// A queue made with [`new`](Self::new) (or with no capacity) never makes `put` wait
+/// for a reader, as Python's `Queue()`: a child can put far more than the buffer
+/// and exit at once. Its ring is a sparse shared-memory region of up to 1 GiB (less
+/// when a quarter of the machine's memory, or an eighth of the address space left
+/// under `RLIMIT_AS`, is smaller) of which only the buffer (4 MiB, see
+/// [`QueueBuilder::buffer_size`]) stays allocated:
+///
+/// - **growing**: items that are not read yet take new pages beyond the buffer (a
+///   `put` that would be the first beyond it first waits up to 10 ms for the
+///   consumers to empty the queue and rewind it; `try_put` does not wait);
+/// - **shrinking**: the consumer gives the pages it has read back to the kernel, a
+///   chunk (a quarter of the buffer, at most 1 MiB) at a time, so memory follows the
+///   unread bytes down as well as up;
+/// - **rewinding**: a consumer that finds the queue empty past half its buffer moves
+///   it back to the start, so that a queue whose consumers keep up runs in the same
+///   pages and pays nothing for growing.
+///
+/// Only past the virtual size does `put` wait for room; and for items that travel
+/// with descriptors (those larger than half the buffer, or holding handles), when
+/// the socket the descriptors go through is full: a few hundred such items can wait
+/// unread. A queue with a capacity
+/// ([`with_capacity`](Self::with_capacity)) keeps its fixed buffer: it holds at most
+/// that many items and at most the buffer's bytes.
 ///
 /// # Handles inside items
 ///
@@ -119,6 +145,10 @@ use crate::wire::codec;
 /// - [`qsize`](Self::qsize), [`is_empty`](Self::is_empty) and
 ///   [`is_full`](Self::is_full) are snapshots: other processes may change the queue at
 ///   any moment.
+/// - Every process that holds an unbounded queue maps its whole virtual ring (up to
+///   1 GiB of address space, no memory): a process under an address space limit
+///   (`RLIMIT_AS`) far below its creator's may fail to receive one; give it a queue
+///   with a capacity.
 /// - Sending a queue to a process of another program (another binary) is not
 ///   supported: the item type is checked by name.
 /// - A dead lock holder is recognised by its process id: were the id reused by a new

@@ -19,7 +19,7 @@ impl RawQueue {
     /// into memory of its own): what [`put_many`](Self::put_many) takes.
     pub(crate) fn fits_inline(&self, len: usize) -> bool {
         len <= crate::wire::codec::MAX_MESSAGE_LEN
-            && ring::record_bytes(len).is_some_and(|n| n as usize <= self.ring_size / 2)
+            && ring::record_bytes(len).is_some_and(|n| n as usize <= self.resident / 2)
     }
 
     /// Queues encoded items that hold no descriptors and each [`fits_inline`]: item

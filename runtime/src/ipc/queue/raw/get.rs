@@ -18,7 +18,7 @@ use crate::wire::codec::MAX_MESSAGE_LEN;
 use crate::wire::courier;
 use crate::wire::pages;
 
-use super::layout::{INLINE, SPILL};
+use super::layout::{INLINE, SKIP, SPILL};
 use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
 
 impl RawQueue {
@@ -65,6 +65,7 @@ impl RawQueue {
                 Some((ends, max)) => self.try_take_many(out, ends, *max),
                 None => self.try_take(out),
             };
+            self.give_back();
             match took {
                 Ok(Took::Item(fds)) => {
                     drop(held);
@@ -88,6 +89,7 @@ impl RawQueue {
                     self.wake_producers();
                     return Err(failed);
                 }
+                Ok(Took::Skip) => drop(held),
                 Ok(Took::Lost) => {
                     drop(held);
                     self.wake_producers();
@@ -160,13 +162,17 @@ impl RawQueue {
         let ctl = &self.header().ring;
         let head = Word(ctl.head.word.load(Ordering::Relaxed));
         let tail = ring.tail(head);
-        let header = match ring.header(head, tail, |k| (INLINE..=SPILL).contains(&k)) {
+        let header = match ring.header(head, tail, |k| (INLINE..=SKIP).contains(&k)) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(Took::Empty),
             // Nothing between head and tail can be trusted: the caller drops it all
             // (see `recover`), so that the queue works again for what comes next.
             Err(corrupt) => return Ok(Took::Corrupt(corrupt)),
         };
+        if header.kind == SKIP {
+            self.pass_skip(&ring, head, &header);
+            return Ok(Took::Skip);
+        }
         out.clear();
         ring.read_payload(head, &header, out);
         let fds = match header.kind {
@@ -260,6 +266,8 @@ enum Took {
     Spilled(OwnedFd, usize, Vec<OwnedFd>),
     /// Taken by a consumer that died: skipped.
     Lost,
+    /// The rest of a lap a growable ring rewound from (`grow.rs`): passed over.
+    Skip,
     Empty,
     /// The ring holds garbage: to be recovered, with the consumer lock still held.
     Corrupt(ring::Corrupt),

@@ -15,6 +15,9 @@ pub(crate) const DEFAULT_RING: usize = 4 << 20;
 pub(super) const INLINE: u32 = 1;
 pub(super) const INLINE_FDS: u32 = 2;
 pub(super) const SPILL: u32 = 3;
+/// No item: the bytes up to the end of the ring's lap, left when a growable ring
+/// rewinds to its start (`grow.rs`).
+pub(super) const SKIP: u32 = 4;
 
 /// Which queue type a region belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,9 @@ pub(super) struct Info {
     pub(super) type_hash: AtomicU64,
     pub(super) flavor: AtomicU32,
     pub(super) closed: AtomicU32,
+    /// A growable ring: the start of the data area that stays in memory (the rest is
+    /// given back once read); 0: a ring of fixed size, all of it in memory.
+    pub(super) resident: AtomicU64,
 }
 
 #[repr(C)]
@@ -73,6 +79,20 @@ pub(super) struct Join {
     pub(super) waiters: AtomicU32,
 }
 
+/// The state of a growable ring's giving back of memory, changed only under the
+/// consumer lock.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct Grow {
+    /// The position up to which the memory read was given back (a ring position, as
+    /// the words' low halves).
+    pub(super) punched: AtomicU64,
+    /// Set while a consumer holds the producer lock to give memory back or rewind
+    /// (bounded work), so that a `try_put` waits for it a little instead of saying
+    /// "full" about a queue that never is.
+    pub(super) giving_back: AtomicU32,
+}
+
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(super) struct Header {
@@ -80,6 +100,7 @@ pub(super) struct Header {
     pub(super) ring: RingControl,
     pub(super) wake: Line<Wake>,
     pub(super) join: Line<Join>,
+    pub(super) grow: Line<Grow>,
 }
 
 // SAFETY: repr(C); every field is an atomic, a `RawLock` (one atomic) or a `Line` of
@@ -88,3 +109,4 @@ unsafe impl Atomics for Header {}
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
 const _: () = assert!(std::mem::offset_of!(Header, wake) == 320);
+const _: () = assert!(std::mem::offset_of!(Header, grow) == 448);

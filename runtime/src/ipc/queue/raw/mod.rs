@@ -4,12 +4,16 @@
 //! # Layout of the shared region
 //!
 //! ```text
-//! 0      info line      magic, ring size, capacity, item type, flavour, closed flag
+//! 0      info line      magic, ring size, capacity, item type, flavour, closed flag,
+//!                       resident part of a growable ring
 //! 64     ring control   four lines (ring.rs): producer lock and last head seen; tail
 //!                       word; consumer lock and last tail seen; head word
 //! 320    wake line      futex words and waiter counts, watcher count, descriptor batch counter
 //! 384    join line      tasks done, join futex word and waiter count (JoinableQueue)
-//! 4096   the ring's data area (a power of two, 4 MiB unless configured)
+//! 448    grow line      how far read memory was given back (growable rings)
+//! 4096   the ring's data area (a power of two, 4 MiB unless configured; for an
+//!        unbounded queue, a sparse area of up to 1 GiB whose first 4 MiB stay
+//!        in memory: see `grow.rs`)
 //! ```
 //!
 //! # Records
@@ -20,8 +24,10 @@
 //! - `INLINE`: the encoded bytes are the payload;
 //! - `INLINE_FDS`: the same, and the item holds handles: their descriptors went to the
 //!   courier as batch `seq` (see `courier.rs`) just before the record was published;
-//! - `SPILL`: an item larger than half the ring: its bytes are in a sealed `memfd` of
-//!   their own, sent as the first descriptor of batch `seq`; the payload is its length.
+//! - `SPILL`: an item larger than half the ring (half its resident part, for a
+//!   growable one): its bytes are in a sealed `memfd` of their own, sent as the first
+//!   descriptor of batch `seq`; the payload is its length;
+//! - `SKIP`: no item, the rest of a lap that a growable ring rewound from (`grow.rs`).
 //!
 //! # Waiting
 //!
@@ -60,11 +66,13 @@
 mod batch;
 mod bell;
 mod get;
+mod grow;
 mod join;
 mod layout;
 mod put;
 mod raw_queue;
 mod recover;
+mod sparse;
 
 pub(crate) use layout::{DEFAULT_RING, Flavor};
 pub(crate) use raw_queue::{Fail, Patience, RawQueue};

@@ -15,7 +15,7 @@ use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 
 use super::layout::{INLINE, INLINE_FDS, SPILL};
-use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
+use super::raw_queue::{Fail, Patience, RawQueue, nap_until};
 
 impl RawQueue {
     /// Queues one encoded item with its descriptors.
@@ -37,7 +37,7 @@ impl RawQueue {
                 .into(),
             ));
         }
-        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
+        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.resident / 2);
         let (kind, payload, need, fds): (u32, &[u8], u32, Vec<OwnedFd>) = match inline {
             Some(need) if fds.is_empty() => (INLINE, bytes, need, fds),
             Some(need) => (INLINE_FDS, bytes, need, fds),
@@ -55,13 +55,24 @@ impl RawQueue {
             payload
         };
         let deadline = patience.deadline();
+        // A put that may wait first gives consumers a moment to rewind the ring before
+        // it grows it (`grow.rs`).
+        let mut may_grow = !patience.waits();
         loop {
             if self.is_closed() {
                 return Err(Fail::Closed);
             }
-            let Some(held) = lock(&self.header().ring.tx.lock, patience, "producer") else {
+            let Some(held) = self.producer_lock(patience) else {
                 return Err(Fail::Timeout);
             };
+            if !may_grow && self.would_grow(need) {
+                drop(held);
+                may_grow = true;
+                if !self.wait_for_rewind(need, deadline) {
+                    return Err(Fail::Timeout);
+                }
+                continue;
+            }
             match self.try_write(kind, payload, need, &fds)? {
                 Written::Yes => {
                     drop(held);

@@ -19,6 +19,7 @@ use crate::wire::codec::PortableFd;
 use crate::wire::courier::Courier;
 
 use super::layout::{DATA_OFFSET, Flavor, Header, MAGIC};
+use super::sparse;
 
 /// The longest a blocked operation sleeps before it looks at the queue again: the
 /// process that should wake it may have died between publishing its change and the
@@ -88,6 +89,11 @@ pub(crate) struct RawQueue {
     pub(super) courier: Courier,
     pub(super) bell: PortableFd,
     pub(super) ring_size: usize,
+    /// The part of the ring that stays in memory: `ring_size` unless it grows
+    /// (`grow.rs`).
+    pub(super) resident: usize,
+    /// How long a put about to grow the ring waits for a rewind (`grow.rs`).
+    pub(super) grow_wait: Duration,
     pub(super) max_items: u32,
     pub(super) spin: Spinner,
 }
@@ -144,25 +150,45 @@ fn lock_contended<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Opti
 }
 
 impl RawQueue {
+    /// A new queue whose ring keeps `ring_bytes` in memory: growable (`grow.rs`)
+    /// if it has no capacity in items, fixed otherwise.
     pub(crate) fn new(
         ring_bytes: usize,
         max_items: usize,
         type_hash: u64,
         flavor: Flavor,
     ) -> io::Result<RawQueue> {
-        let ring_size = ring::ring_size_for(ring_bytes);
+        let virtual_size = if max_items == 0 { ring::MAX_RING } else { 0 };
+        Self::create(ring_bytes, virtual_size, max_items, type_hash, flavor)
+    }
+
+    /// A new queue whose ring keeps `ring_bytes` in memory and grows up to
+    /// `virtual_size` bytes (not at all if that is not larger).
+    pub(super) fn create(
+        ring_bytes: usize,
+        virtual_size: usize,
+        max_items: usize,
+        type_hash: u64,
+        flavor: Flavor,
+    ) -> io::Result<RawQueue> {
+        let area = sparse::create(flavor, ring_bytes, virtual_size)?;
+        let ring_size = area.ring_size;
         let max_items = u32::try_from(max_items).unwrap_or(u32::MAX).min(1 << 30);
-        let region = SharedRegion::new(flavor.name(), DATA_OFFSET + ring_size)?;
         let queue = RawQueue {
-            region,
+            region: area.region,
             courier: Courier::new()?,
             bell: PortableFd::new(sys::eventfd()?),
             ring_size,
+            resident: area.resident,
+            grow_wait: sparse::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         };
         let info = &queue.header().info;
         info.ring_size.store(ring_size as u64, Ordering::Relaxed);
+        if queue.grows() {
+            info.resident.store(area.resident as u64, Ordering::Relaxed);
+        }
         info.max_items
             .store(u64::from(max_items), Ordering::Relaxed);
         info.type_hash.store(type_hash, Ordering::Relaxed);
@@ -294,6 +320,13 @@ impl RawQueue {
                 "a queue of another item type received as a queue of `{type_name}`"
             )));
         }
+        let Some(resident) =
+            sparse::resident_from(info.resident.load(Ordering::Relaxed), ring_size)
+        else {
+            return Err(D::Error::custom(
+                "a queue whose resident ring does not fit its ring",
+            ));
+        };
         let max_items = u32::try_from(info.max_items.load(Ordering::Relaxed))
             .unwrap_or(u32::MAX)
             .min(1 << 30);
@@ -302,6 +335,8 @@ impl RawQueue {
             courier,
             bell,
             ring_size,
+            resident,
+            grow_wait: sparse::GROW_WAIT,
             max_items,
             spin: Spinner::default(),
         })
