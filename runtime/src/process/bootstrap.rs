@@ -329,8 +329,13 @@ pub(crate) fn read_bootstrap(
 /// The channel named by `selector`, checked as [`accept`] checks it, for a process
 /// that reads something else than a bootstrap over it (the fork server).
 pub(crate) fn inherited_channel_of(selector: &Selector) -> Result<UnixStream, AcceptError> {
-    let Source::Inherited(fd) = selector.source;
-    inherited_channel(fd)
+    match selector.source {
+        Source::Inherited(fd) => inherited_channel(fd),
+        Source::Tcp(_) => Err(AcceptError::NoChannel(format!(
+            "this process was started with `{SELECTOR}` and a TCP source, but the fork \
+             server takes only a socket inherited from its parent; nothing was run"
+        ))),
+    }
 }
 
 /// Takes descriptor `fd` as the bootstrap channel if it is a Unix socket connected to
