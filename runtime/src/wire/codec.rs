@@ -114,8 +114,18 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     let collector = Restore::install(&OUTGOING, Vec::new());
     let result = encoder::encode_to(value, bytes);
     let fds = collector.take().unwrap_or_default();
+    finish_encode(result, bytes.len() - start, fds)
+}
+
+/// The checks after one value is encoded (`len` bytes, `fds` collected): the encoder's
+/// own error, the message size limit, and the limit on descriptors per message.
+fn finish_encode(
+    result: Result<(), encoder::EncodeFailure>,
+    len: usize,
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<OwnedFd>, CodecError> {
     result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.0))?;
-    check_len(bytes.len() - start)?;
+    check_len(len)?;
     if fds.len() > MAX_FDS {
         return Err(CodecError::new(
             CodecErrorKind::Oversized,
@@ -222,18 +232,7 @@ impl EncodeMany {
         let fds = OUTGOING
             .with(|slot| slot.borrow_mut().as_mut().map(std::mem::take))
             .unwrap_or_default();
-        result.map_err(|e| CodecError::new(CodecErrorKind::Encode, e.0))?;
-        check_len(bytes.len() - start)?;
-        if fds.len() > MAX_FDS {
-            return Err(CodecError::new(
-                CodecErrorKind::Oversized,
-                format!(
-                    "{} handles in one message, above the limit of {MAX_FDS}",
-                    fds.len()
-                ),
-            ));
-        }
-        Ok(fds)
+        finish_encode(result, bytes.len() - start, fds)
     }
 }
 
