@@ -169,6 +169,19 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::error::Result<L
     };
     let pid = spawn_self(&selector, theirs.as_raw_fd(), target)?;
     drop(theirs);
+    hand_over(pid, ours, &record, args)
+}
+
+/// The parent's side once child `pid` exists with the other end of `ours`: opens its
+/// pidfd and sends the bootstrap `record` and the arguments. A child that cannot be
+/// watched or fed is killed and reaped; one that closed its channel early is not an
+/// error here (its exit code tells the rest).
+pub(crate) fn hand_over(
+    pid: Pid,
+    ours: UnixStream,
+    record: &[u8],
+    args: &Encoded,
+) -> crate::error::Result<Launched> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -179,7 +192,7 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::error::Result<L
         }
     };
     ours.set_nonblocking(true)?;
-    let sent = frames::send_frame(ours.as_fd(), &[&record], &[])
+    let sent = frames::send_frame(ours.as_fd(), &[record], &[])
         .and_then(|()| frames::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
     match sent {
         Ok(()) => {}

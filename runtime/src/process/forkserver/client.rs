@@ -16,7 +16,6 @@ use crate::os::sys;
 use crate::process::bootstrap::{self, Bootstrap, Launched, Selector, Source};
 use crate::process::forkserver::{Request, SERVER_KEY, send_request};
 use crate::wire::codec::{self, Encoded};
-use crate::wire::frames::{self, FrameError};
 
 /// A running server, as its parent holds it.
 #[derive(Debug)]
@@ -123,38 +122,6 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> Result<Launched> {
     let pid = fork_child(&boot.key, &theirs)?;
     drop(theirs);
     // The child is this process's own (CLONE_PARENT), not yet reaped: its pid cannot
-    // have been reused.
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(e.into());
-        }
-    };
-    ours.set_nonblocking(true)?;
-    let sent = frames::send_frame(ours.as_fd(), &[&record], &[])
-        .and_then(|()| frames::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
-    match sent {
-        Ok(()) => {}
-        // The child died before reading its bootstrap; its exit code tells the rest.
-        Err(FrameError::Io(e))
-            if matches!(
-                e.raw_os_error(),
-                Some(nix::libc::EPIPE | nix::libc::ECONNRESET)
-            ) =>
-        {
-            log::trace!("child {pid} closed its bootstrap channel early: {e}");
-        }
-        Err(e) => {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(e.into());
-        }
-    }
-    Ok(Launched {
-        pid,
-        pidfd,
-        channel: ours,
-    })
+    // have been reused, so its pidfd names it.
+    bootstrap::hand_over(pid, ours, &record, args)
 }
