@@ -29,9 +29,12 @@
 //!   acquire and release operations on the words that publish the bytes, as for any
 //!   other atomic data; a racing writer can only make the copy hold some mixture of
 //!   bytes, which the validation then sees.
-//! - **Memory that needs no sharing is not mapped**: an item too large for a queue's
-//!   ring travels in a sealed `memfd` that is written with `pwrite` and read with
-//!   `pread` ([`sealed_copy`], [`read_copy`]), so the kernel does the copying.
+//! - **Memory nobody can write is the one exception**: a large message (a frame on a
+//!   Unix socket, an item too large for a queue's ring) travels in a `memfd` written
+//!   with `pwrite` and then sealed against writing (`F_SEAL_WRITE`), which the kernel
+//!   refuses while a writable mapping exists and enforces for every process after; the
+//!   receiver checks that seal before it maps the file read-only and reads it with
+//!   plain loads ([`crate::os::sealed`]). Bytes that cannot change cannot race.
 //!
 //! Relaxed word-sized atomic loads and stores compile to the same instructions as
 //! plain ones on the targets this crate supports; what is lost is only the compiler's
@@ -170,7 +173,7 @@ impl SharedRegion {
 
 /// A new empty `memfd` named `name` for `/proc/<pid>/maps`, close-on-exec, that can be
 /// sealed.
-fn memfd(name: &str) -> std::io::Result<OwnedFd> {
+pub(crate) fn memfd(name: &str) -> std::io::Result<OwnedFd> {
     let cname = std::ffi::CString::new(format!("multiproc:{name}"))
         .unwrap_or_else(|_| c"multiproc".to_owned());
     Ok(memfd_create(
