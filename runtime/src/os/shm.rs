@@ -311,36 +311,6 @@ fn chunk<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-/// A new sealed `memfd` named `name` holding a copy of `bytes`, written with `pwrite`
-/// (never mapped here, so no other process can race with the copy).
-pub(crate) fn sealed_copy(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::from(memfd(name)?);
-    file.write_all_at(bytes, 0)?;
-    fcntl(&file, FcntlArg::F_ADD_SEALS(SEALS))?;
-    Ok(OwnedFd::from(file))
-}
-
-/// Reads `out.len()` bytes of `file` at `offset` with `pread` (the kernel copies, so no read of a mapping races with a writer); a
-/// file shorter than that is an `InvalidData` error.
-pub(crate) fn read_copy_at(
-    file: &std::fs::File,
-    offset: usize,
-    out: &mut [u8],
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(out, offset as u64).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            invalid(format!(
-                "a shared item shorter than the {} bytes announced",
-                offset + out.len()
-            ))
-        } else {
-            e
-        }
-    })
-}
-
 /// Gives back the memory of the `len` bytes of the region behind `fd` at `offset`
 /// (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`): those pages are freed at once in every
 /// process mapping them, and read as zeros until written again. The size is kept, so
@@ -518,18 +488,6 @@ mod tests {
                 assert_eq!(out, bytes[..len], "start {start}, len {len}");
             }
         }
-    }
-
-    #[test]
-    fn a_sealed_copy_reads_back_and_a_short_one_is_refused() {
-        let fd = sealed_copy("test", b"hello, world").unwrap();
-        let file = std::fs::File::from(fd);
-        let mut out = vec![0; 12];
-        read_copy_at(&file, 0, &mut out).unwrap();
-        assert_eq!(out, b"hello, world");
-        let mut out = vec![0; 13];
-        let err = read_copy_at(&file, 0, &mut out).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]
