@@ -3,7 +3,6 @@
 //! the engine reports.
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -11,6 +10,7 @@ use std::time::Instant;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
 use super::layout::{DATA_OFFSET, Header, Info, MAGIC, RING};
+use super::recv::Received;
 use crate::error::{Error, Result};
 use crate::ipc::error::ChannelError;
 use crate::ipc::ring::{self, Ring, Word};
@@ -54,7 +54,7 @@ impl From<io::Error> for RecvFail {
 
 /// What one receive attempt found.
 pub(super) enum Attempt {
-    Got(Vec<OwnedFd>),
+    Got(Received),
     /// Nothing yet; the sender's ring word as it was.
     Nothing(Word),
     /// Something changed (a doorbell, a message published as the socket closed): look
