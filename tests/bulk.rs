@@ -366,8 +366,8 @@ fn push_remote(
 
 #[test]
 fn large_values_through_a_manager_over_tcp_and_over_a_unix_socket() -> multiproc::Result<()> {
-    // 4 MiB: above the size that goes sealed on a Unix socket, which TCP cannot carry.
-    const MANAGED: usize = 4 << 20;
+    // 33 MiB: above the size that goes sealed on a Unix socket, which TCP cannot carry.
+    const MANAGED: usize = 33 << 20;
     let value = bytes(MANAGED);
     let tcp = multiproc::Manager::serve("127.0.0.1:0", b"bulk")?;
     let n = push_remote::spawn(tcp.address(), "big".to_owned(), value.clone())?.join_value()?;
