@@ -18,8 +18,7 @@ use crate::os::shm::SharedRegion;
 use crate::os::sys;
 use crate::wire::codec::{self, MAX_MESSAGE_LEN, PortableFd};
 
-use super::inner::{Inner, RecvFail, SendFail};
-use super::recv::Received;
+use super::inner::{Inner, Received, RecvFail, SendFail};
 use super::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
 /// One end of a [`Pipe`](crate::Pipe): sends and receives messages of type `T` (and raw byte

@@ -3,6 +3,7 @@
 //! the engine reports.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -10,7 +11,6 @@ use std::time::Instant;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
 use super::layout::{DATA_OFFSET, Header, Info, MAGIC, RING};
-use super::recv::Received;
 use crate::error::{Error, Result};
 use crate::ipc::error::ChannelError;
 use crate::ipc::ring::{self, Ring, Word};
@@ -18,7 +18,7 @@ use crate::ipc::spin::Spinner;
 use crate::os::futex::{Acquired, RawLock};
 use crate::os::shm::SharedRegion;
 use crate::wire::codec::PortableFd;
-use crate::wire::frames::FrameReader;
+use crate::wire::frames::{FrameReader, Payload};
 
 /// Why a raw send did not happen.
 pub(super) enum SendFail {
@@ -49,6 +49,26 @@ impl From<ChannelError> for RecvFail {
 impl From<io::Error> for RecvFail {
     fn from(e: io::Error) -> Self {
         RecvFail::Failed(e.into())
+    }
+}
+
+/// A message received: its descriptors, and its bytes if they are not in the caller's
+/// buffer.
+#[derive(Debug)]
+pub(super) struct Received {
+    pub(super) fds: Vec<OwnedFd>,
+    /// The bytes of a message that came in a sealed `memfd`, mapped (read where they
+    /// are rather than copied into the buffer); `None` when they are in the buffer.
+    pub(super) sealed: Option<Payload>,
+}
+
+impl Received {
+    /// The message's bytes as a vector: `out` itself, or a copy of the mapped ones.
+    pub(super) fn into_vec(self, out: Vec<u8>) -> Vec<u8> {
+        match self.sealed {
+            Some(payload) => payload.into_vec(),
+            None => out,
+        }
     }
 }
 

@@ -2,37 +2,17 @@
 //! next sequence number, and the end of file.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::inner::{Attempt, Inner, RecvFail, RxState, is_hangup, lock};
+use super::inner::{Attempt, Inner, Received, RecvFail, RxState, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::error::Error;
 use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{Ring, Word};
 use crate::wire::error::{CodecError, CodecErrorKind};
-use crate::wire::frames::{FrameError, Payload};
-
-/// A message received: its descriptors, and its bytes if they are not in the caller's
-/// buffer.
-#[derive(Debug)]
-pub(super) struct Received {
-    pub(super) fds: Vec<OwnedFd>,
-    /// The bytes of a message that came in a sealed `memfd`, mapped (read where they
-    /// are rather than copied into the buffer); `None` when they are in the buffer.
-    pub(super) sealed: Option<Payload>,
-}
-
-impl Received {
-    /// The message's bytes as a vector: `out` itself, or a copy of the mapped ones.
-    pub(super) fn into_vec(self, out: Vec<u8>) -> Vec<u8> {
-        match self.sealed {
-            Some(payload) => payload.into_vec(),
-            None => out,
-        }
-    }
-}
+use crate::wire::frames::FrameError;
 
 impl Inner {
     // --- receiving ---
