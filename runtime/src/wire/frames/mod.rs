@@ -20,9 +20,10 @@
 //! are always sent whole.
 //!
 //! Nothing here trusts the peer: a length above the limit, descriptors arriving in the
-//! middle of a frame, or descriptors cut off by the kernel are errors, so is a sealed frame whose `memfd` is missing or not one the
-//! sender could have made (see [`crate::os::sealed::check_payload`]), and the buffer
-//! grows only with bytes that really arrived: one read asks for at most as many bytes
+//! middle of a frame, or descriptors cut off by the kernel are errors, so is a sealed
+//! frame whose `memfd` is missing or not one the sender could have made (see
+//! [`crate::os::sealed::check_payload`]), and the buffer grows only with bytes that
+//! really arrived: one read asks for at most as many bytes
 //! as are already held (at least 64 KiB, at most 16 MiB), so a header that announces
 //! 1 GiB makes the reader allocate 64 KiB, not what it claims.
 
