@@ -1,5 +1,6 @@
 //! Large values between processes: 64 MiB `Vec<u8>`, `String` and `Vec<f64>` as a
-//! worker's argument, as its result, and as queue items (1 MiB and 64 MiB), against the
+//! worker's argument, as its result, as queue items (1 MiB and 64 MiB) and as a pipe
+//! message, against the
 //! floor (one in-process clone of the same value: the child must at least allocate and
 //! fill its own copy) and against Python's `multiprocessing` in the same run.
 //!
@@ -20,6 +21,8 @@
 //! - queue: a child makes the items, says it is ready, waits for a go, then puts them
 //!   (64 items of 1 MiB, or one of 64 MiB); the parent times from the go to the last
 //!   `get`. Python: the same with an `mp.Queue` of `bytes` (fork context).
+//! - pipe: the same with one 64 MiB message on a `Pipe` (`send`, then the parent's
+//!   `recv`). Python: `Pipe()`'s `send_bytes` and `recv_bytes` (fork context).
 //! - floor: `value.clone()` in this process.
 //!
 //! `BULK_RUNS=<n>` sets the runs per figure (default 7); a word after `--` keeps only
@@ -147,6 +150,29 @@ fn put_floats(q: Queue<Vec<f64>>, count: usize, item: usize, go: Connection<()>)
     put_items(q, count, item, go);
 }
 
+/// Makes a value of `len` bytes, says it is ready, waits for the go, sends it on `end`.
+fn send_value<T: Value>(end: Connection<T>, len: usize, go: Connection<()>) {
+    let value = T::make(len);
+    go.send(()).expect("ready");
+    go.recv().expect("go");
+    end.send(value).expect("send");
+}
+
+#[multiproc::worker]
+fn send_bytes(end: Connection<Vec<u8>>, len: usize, go: Connection<()>) {
+    send_value(end, len, go);
+}
+
+#[multiproc::worker]
+fn send_string(end: Connection<String>, len: usize, go: Connection<()>) {
+    send_value(end, len, go);
+}
+
+#[multiproc::worker]
+fn send_floats(end: Connection<Vec<f64>>, len: usize, go: Connection<()>) {
+    send_value(end, len, go);
+}
+
 // ---------------------------------------------------------------------------------
 // Measurements (seconds per run)
 
@@ -221,6 +247,24 @@ fn queue<T: Value>(
     })
 }
 
+fn pipe<T: Value>(
+    spawn: fn(Connection<T>, usize, Connection<()>) -> multiproc::Process<()>,
+) -> Stats {
+    series(|| {
+        let (ours, theirs) = Pipe::<T>::new().expect("a pipe");
+        let (go, go_theirs) = Pipe::new().expect("a pipe");
+        let child = spawn(theirs, LEN, go_theirs);
+        go.recv().expect("ready");
+        let t = Instant::now();
+        go.send(()).expect("go");
+        let size = ours.recv().expect("recv").size();
+        let elapsed = t.elapsed().as_secs_f64();
+        assert_eq!(size, LEN);
+        child.join_value().expect("join");
+        elapsed
+    })
+}
+
 // ---------------------------------------------------------------------------------
 // Report
 
@@ -287,7 +331,7 @@ fn main() {
     let py_make = py("make_bytes");
 
     macro_rules! kind {
-        ($label:literal, $ty:ty, $take:ident, $make:ident, $put:ident, $py:literal) => {
+        ($label:literal, $ty:ty, $take:ident, $make:ident, $put:ident, $send:ident, $py:literal) => {
             if wanted($label) {
                 eprintln!("{}...", $label);
                 let floor = gbps(
@@ -315,6 +359,10 @@ fn main() {
                 let q64 = note(
                     &format!("queue 64 MiB item {}", $label),
                     queue::<$ty>(1, |q, c, i, g| $put::spawn(q, c, i, g).expect("spawn")),
+                );
+                let pipe64 = note(
+                    &format!("pipe 64 MiB message {}", $label),
+                    pipe::<$ty>(|e, l, g| $send::spawn(e, l, g).expect("spawn")),
                 );
                 let with_py = $py;
                 let pyv = |key: &str, minus: Option<f64>| -> Option<f64> {
@@ -348,16 +396,31 @@ fn main() {
                     floor: Some(floor),
                     python: pyv("queue_64m", Some(0.0)),
                 });
+                rows.push(Row {
+                    name: format!("Connection<{}>, one 64 MiB message", $label),
+                    ours: Some(gbps(pipe64.median, 0.0)),
+                    floor: Some(floor),
+                    python: pyv("pipe_64m", Some(0.0)),
+                });
             }
         };
     }
-    kind!("Vec<u8>", Vec<u8>, take_bytes, make_bytes, put_bytes, true);
+    kind!(
+        "Vec<u8>",
+        Vec<u8>,
+        take_bytes,
+        make_bytes,
+        put_bytes,
+        send_bytes,
+        true
+    );
     kind!(
         "String",
         String,
         take_string,
         make_string,
         put_string,
+        send_string,
         false
     );
     kind!(
@@ -366,6 +429,7 @@ fn main() {
         take_floats,
         make_floats,
         put_floats,
+        send_floats,
         false
     );
 

@@ -1,7 +1,9 @@
 //! Large values of the types users write (`Vec<u8>`, `String`, `Vec<f64>`, a `Vec` of a
 //! small plain struct, and a struct holding them), 64 MiB each, as a worker's argument
-//! and result, as queue items and as pipe messages, between real processes; and a
-//! writer killed in the middle of a large value.
+//! and result, as queue items and as pipe messages, between real processes; a writer
+//! killed in the middle of a large value; forged sealed frames (a large message travels
+//! in a sealed memfd on a Unix socket), and large values over TCP, which cannot carry
+//! one.
 
 use multiproc::{Connection, Pipe, Queue};
 use serde::{Deserialize, Serialize};
@@ -200,4 +202,189 @@ fn a_writer_killed_in_a_large_send_gives_the_reader_an_error() {
         whole += 1;
         assert!(whole < 64, "the pipe kept giving messages");
     }
+}
+
+/// What a forged sealed frame carries where a genuine one carries its memfd.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Forgery {
+    /// No descriptor at all.
+    NoDescriptor,
+    /// The read end of a pipe.
+    Pipe,
+    /// A Unix socket.
+    Socket,
+    /// A memfd sealed against resizing only: its writer could still change it.
+    NotWriteSealed,
+    /// A memfd sealed against writing only: it could still shrink under a reader.
+    NotResizeSealed,
+    /// A genuine sealed memfd of 3 bytes, announced as 4.
+    WrongSize,
+    /// A genuine sealed memfd, announced as one byte more than a message may hold.
+    AboveLimit,
+    /// A memfd of 1 GiB, sealed, but never written: all holes.
+    Sparse,
+}
+
+impl Forgery {
+    const ALL: [Forgery; 8] = [
+        Forgery::NoDescriptor,
+        Forgery::Pipe,
+        Forgery::Socket,
+        Forgery::NotWriteSealed,
+        Forgery::NotResizeSealed,
+        Forgery::WrongSize,
+        Forgery::AboveLimit,
+        Forgery::Sparse,
+    ];
+
+    /// What the reader's error says.
+    fn needle(self) -> &'static str {
+        match self {
+            Forgery::NoDescriptor => "without its memfd",
+            Forgery::Pipe => "a pipe",
+            Forgery::Socket => "a socket",
+            Forgery::NotWriteSealed | Forgery::NotResizeSealed => "not sealed",
+            Forgery::WrongSize => "announced as 4",
+            Forgery::AboveLimit => "above the limit",
+            Forgery::Sparse => "hole",
+        }
+    }
+}
+
+/// A memfd holding `bytes` (or sized `size` and never written), with `seals`.
+fn forged_memfd(bytes: &[u8], size: i64, seals: nix::fcntl::SealFlag) -> std::os::fd::OwnedFd {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd = memfd_create(c"forged", MFdFlags::MFD_ALLOW_SEALING).expect("memfd_create");
+    nix::unistd::ftruncate(&fd, size).expect("ftruncate");
+    if !bytes.is_empty() {
+        nix::unistd::write(&fd, bytes).expect("write");
+    }
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).expect("seals");
+    fd
+}
+
+/// Writes one frame flagged as sealed (header `1 << 31 | 8`, then the announced length
+/// as a `u64`) straight into the socket of `end`, carrying `forgery` where a genuine
+/// frame carries its memfd.
+fn forge_sealed(end: &Connection<Vec<u8>>, forgery: Forgery) {
+    use nix::fcntl::SealFlag;
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    let all = SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SEAL;
+    let (announced, fd): (u64, Option<OwnedFd>) = match forgery {
+        Forgery::NoDescriptor => (3, None),
+        Forgery::Pipe => (3, Some(nix::unistd::pipe().expect("a pipe").0)),
+        Forgery::Socket => {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+            (3, Some(a.into()))
+        }
+        Forgery::NotWriteSealed => (
+            3,
+            Some(forged_memfd(
+                b"abc",
+                3,
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW,
+            )),
+        ),
+        Forgery::NotResizeSealed => (3, Some(forged_memfd(b"abc", 3, SealFlag::F_SEAL_WRITE))),
+        Forgery::WrongSize => (4, Some(forged_memfd(b"abc", 3, all))),
+        Forgery::AboveLimit => (
+            multiproc::MAX_MESSAGE_LEN as u64 + 1,
+            Some(forged_memfd(b"abc", 3, all)),
+        ),
+        Forgery::Sparse => (1 << 30, Some(forged_memfd(b"", 1 << 30, all))),
+    };
+    let header = ((1u32 << 31) | 8).to_le_bytes();
+    let body = announced.to_le_bytes();
+    let raw: Vec<_> = fd.iter().map(|fd| fd.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    let iov = [std::io::IoSlice::new(&header), std::io::IoSlice::new(&body)];
+    sendmsg::<()>(
+        end.as_fd().as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .expect("the forged frame is sent");
+}
+
+/// This process's peak resident memory, in KiB.
+fn max_rss_kib() -> i64 {
+    // SAFETY: `rusage` is plain integers, valid when zeroed.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    let done = unsafe { nix::libc::getrusage(nix::libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(done, 0);
+    usage.ru_maxrss
+}
+
+/// Receives one message, which must fail: its error, and how much this process's peak
+/// resident memory grew meanwhile (in KiB).
+#[multiproc::worker]
+fn receive_forged(end: Connection<Vec<u8>>) -> Result<(String, i64), String> {
+    let before = max_rss_kib();
+    match end.recv() {
+        Ok(message) => Err(format!("a forged frame gave {} bytes", message.len())),
+        Err(e) => Ok((e.to_string(), max_rss_kib() - before)),
+    }
+}
+
+#[test]
+fn a_forged_sealed_frame_is_an_error_and_nothing_is_mapped() {
+    for forgery in Forgery::ALL {
+        let (ours, theirs) = Pipe::<Vec<u8>>::new().unwrap();
+        forge_sealed(&ours, forgery);
+        let (text, grew) = receive_forged::spawn(theirs).unwrap().join_value().unwrap();
+        assert!(text.contains(forgery.needle()), "{forgery:?}: {text}");
+        // Refused before anything is mapped or allocated (the sparse one announces
+        // 1 GiB).
+        assert!(
+            grew < 16 << 10,
+            "{forgery:?}: the peak RSS grew by {grew} KiB"
+        );
+    }
+}
+
+/// Appends `value` to the list named `name` of the manager at `address`.
+#[multiproc::worker]
+fn push_remote(
+    address: multiproc::ManagerAddress,
+    name: String,
+    value: Vec<u8>,
+) -> multiproc::Result<usize> {
+    let client = multiproc::Manager::connect(&address, b"bulk")?;
+    let list = client.list_named::<Vec<u8>>(&name)?;
+    list.push(value)?;
+    list.len()
+}
+
+#[test]
+fn large_values_through_a_manager_over_tcp_and_over_a_unix_socket() -> multiproc::Result<()> {
+    // 33 MiB: above the size that goes sealed on a Unix socket, which TCP cannot carry.
+    const MANAGED: usize = 33 << 20;
+    let value = bytes(MANAGED);
+    let tcp = multiproc::Manager::serve("127.0.0.1:0", b"bulk")?;
+    let n = push_remote::spawn(tcp.address(), "big".to_owned(), value.clone())?.join_value()?;
+    assert_eq!(n, 1);
+    let client = multiproc::Manager::connect(tcp.address(), b"bulk")?;
+    let back = client.list_named::<Vec<u8>>("big")?.to_vec()?;
+    assert!(back.len() == 1 && back[0] == value, "changed over TCP");
+    tcp.shutdown()?;
+    let local = multiproc::Manager::start()?;
+    let list = local.list::<Vec<u8>>()?;
+    list.push(value.clone())?;
+    list.push(value.clone())?;
+    let back = list.to_vec()?;
+    assert!(
+        back.len() == 2 && back.iter().all(|v| *v == value),
+        "changed"
+    );
+    local.shutdown()?;
+    Ok(())
 }

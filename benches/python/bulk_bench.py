@@ -14,6 +14,8 @@ Prints `<key> <runs> <median_s> <p10_s> <p90_s>` lines (seconds per run) and
     queue_1m      a child puts len / 1 MiB items of 1 MiB, the parent gets them all
                   (timed from the go to the last get)
     queue_64m     the same with one item of len bytes
+    pipe_64m      a child sends one message of len bytes on a Pipe (send_bytes), the
+                  parent receives it (recv_bytes); timed from the go
 """
 
 import multiprocessing as mp
@@ -53,6 +55,13 @@ def putter(q, count, item, ready, go):
     go.wait()
     for v in items:
         q.put(v)
+
+
+def sender(conn, n, ready, go):
+    value = make(n)
+    ready.set()
+    go.wait()
+    conn.send_bytes(value)
 
 
 def series(runs, f):
@@ -105,6 +114,22 @@ def main():
 
     report("queue_1m", series(runs, lambda: queue(n // MIB)))
     report("queue_64m", series(runs, lambda: queue(1)))
+
+    def pipe():
+        ours, theirs = fork.Pipe()
+        ready, go = fork.Event(), fork.Event()
+        p = fork.Process(target=sender, args=(theirs, n, ready, go))
+        p.start()
+        ready.wait()
+        t = time.perf_counter()
+        go.set()
+        got = len(ours.recv_bytes())
+        elapsed = time.perf_counter() - t
+        p.join()
+        assert got == n
+        return elapsed
+
+    report("pipe_64m", series(runs, pipe))
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ pub fn bootstrap(data: &[u8]) {
 /// The report a child sends its parent (`Report::parse`).
 pub fn report(data: &[u8]) {
     let parsed = Report::parse(Frame {
-        bytes: data.to_vec(),
+        bytes: data.to_vec().into(),
         fds: Vec::new(),
     });
     match parsed {

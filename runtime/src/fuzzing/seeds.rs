@@ -16,10 +16,12 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut seeds = Vec::new();
 
     // Frames: genuine streams (frames of 0, 5 and 300 bytes, with 0, 2 and 1
-    // descriptors), read in small and large reads, by both readers; and a hostile
-    // stream whose descriptors arrive in the middle of a frame.
+    // descriptors, and a sealed one of 40 bytes with 1), read in small and large
+    // reads, by both readers; a hostile stream whose descriptors arrive in the middle
+    // of a frame, and one with a frame flagged as sealed whose descriptor is not a
+    // memfd.
     let mut genuine = Vec::new();
-    for (len, fds) in [(0usize, 0u8), (5, 2), (300, 1)] {
+    for (len, fds) in [(0usize, 0u8), (5, 2), (300, 1), (40, 4 | 1)] {
         genuine.extend([(len / 13) as u8, (len % 13) as u8, fds]);
         genuine.extend((0..len).map(|i| i as u8));
     }
@@ -36,6 +38,11 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut hostile = vec![2u8, 1, 0];
     hostile.extend([6, 0, 8, 0, 0, 0, b'a', b'b', 4, 1, b'c', b'd', b'e', b'f']);
     seeds.push(("frames", "hostile-fds-mid-frame", hostile));
+    let mut forged = vec![2u8, 1, 255, 12, 1];
+    forged.extend(codec::sealed_header());
+    forged.extend(40u64.to_le_bytes());
+    forged.extend([4, 0, b'n', b'e', b'x', b't']);
+    seeds.push(("frames", "hostile-sealed-without-memfd", forged));
 
     // Codec records: one value of each type the target decodes.
     let everything = Everything::Struct {

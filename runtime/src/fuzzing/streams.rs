@@ -1,15 +1,36 @@
 //! Targets of the decoders that read a stream socket: frames (`FrameReader`) and a
 //! `Connection`'s messages.
 
+use std::os::fd::OwnedFd;
+
 use super::{Input, descriptors, open_descriptors};
+use crate::os::sealed;
 use crate::wire::codec::{self, HEADER_LEN};
 use crate::wire::frames::{Frame, FrameReader};
 
 /// One `sendmsg` as the reader's kernel would deliver it: bytes, and the descriptors
-/// sent with them.
+/// sent with them (`fds` of them, then `memfd` if there is one: a sealed frame's).
 struct Segment {
     bytes: Vec<u8>,
     fds: usize,
+    memfd: Option<OwnedFd>,
+}
+
+impl Segment {
+    fn has_fds(&self) -> bool {
+        self.fds > 0 || self.memfd.is_some()
+    }
+
+    /// The descriptors as the kernel would install them: fresh ones.
+    fn descriptors(&self) -> Vec<OwnedFd> {
+        let mut fds = descriptors(self.fds);
+        fds.extend(
+            self.memfd
+                .as_ref()
+                .map(|m| m.try_clone().expect("the memfd duplicates")),
+        );
+        fds
+    }
 }
 
 /// Delivers `segments` to `reader` as a Unix stream socket would, in reads of the
@@ -34,9 +55,9 @@ fn deliver(
         let mut fds = None;
         while seg < segments.len() && chunk.len() < limit {
             let s = &segments[seg];
-            let with_fds = off == 0 && s.fds > 0;
+            let with_fds = off == 0 && s.has_fds();
             if with_fds {
-                fds = Some((chunk.len(), descriptors(s.fds)));
+                fds = Some((chunk.len(), s.descriptors()));
             }
             let n = (s.bytes.len() - off).min(limit - chunk.len());
             chunk.extend_from_slice(&s.bytes[off..off + n]);
@@ -91,11 +112,12 @@ fn deliver(
 ///
 /// The first byte chooses a genuine stream or a hostile one, and an exact reader or
 /// not. A genuine stream is a list of frames, each sent as `send_frame` sends it (one
-/// segment, descriptors with its first bytes): every frame must arrive, whole, with
-/// its descriptors, whatever the sizes of the reads. A hostile stream is raw bytes in
-/// segments of any size with descriptors anywhere: the frames that arrive before an
-/// error must be those the bytes spell, and every descriptor must be closed or
-/// delivered.
+/// segment, descriptors with its first bytes), some of them sealed (the body in a real
+/// sealed memfd, the frame only its length): every frame must arrive, whole, with its
+/// descriptors, whatever the sizes of the reads. A hostile stream is raw bytes in
+/// segments of any size with descriptors anywhere (never a memfd): the frames that
+/// arrive before an error must be those the bytes spell, a frame flagged as sealed is
+/// an error, and every descriptor must be closed or delivered.
 pub fn frames(data: &[u8]) {
     let mut input = Input(data);
     let mode = input.byte();
@@ -113,13 +135,26 @@ pub fn frames(data: &[u8]) {
     while !input.is_empty() {
         if genuine {
             let len = usize::from(input.byte()) * 13 + usize::from(input.byte());
-            let fds = usize::from(input.byte() % 4);
+            let flags = input.byte();
+            let fds = usize::from(flags % 4);
             let body = input.bytes(len).to_vec();
-            let header = codec::frame_header(body.len()).expect("a small frame");
-            segments.push(Segment {
-                bytes: [&header[..], &body].concat(),
-                fds,
-            });
+            if flags & 4 != 0 && !body.is_empty() {
+                // As `send_frame` sends a large message on a Unix socket.
+                let memfd = sealed::seal_parts("fuzz", &[&body]).expect("a sealed memfd");
+                let length = (body.len() as u64).to_le_bytes();
+                segments.push(Segment {
+                    bytes: [&codec::sealed_header()[..], &length].concat(),
+                    fds,
+                    memfd: Some(memfd),
+                });
+            } else {
+                let header = codec::frame_header(body.len()).expect("a small frame");
+                segments.push(Segment {
+                    bytes: [&header[..], &body].concat(),
+                    fds,
+                    memfd: None,
+                });
+            }
             expected.push((body, fds));
         } else {
             let len = usize::from(input.byte());
@@ -132,6 +167,7 @@ pub fn frames(data: &[u8]) {
             segments.push(Segment {
                 bytes: input.bytes(len).to_vec(),
                 fds,
+                memfd: None,
             });
         }
     }
@@ -140,17 +176,21 @@ pub fn frames(data: &[u8]) {
         assert_eq!(error, None);
         let got: Vec<_> = frames
             .iter()
-            .map(|f| (f.bytes.clone(), f.fds.len()))
+            .map(|f| (f.bytes.to_vec(), f.fds.len()))
             .collect();
         assert_eq!(got, expected);
         assert_eq!(reader.pending(), 0);
     } else {
-        // The frames the stream spells, header by header.
+        // The frames the stream spells, header by header, up to the first flagged as
+        // sealed: without a memfd, that one is an error (or never completes).
         let stream: Vec<u8> = segments.iter().flat_map(|s| s.bytes.clone()).collect();
         let mut spelled = Vec::new();
         let mut at = 0;
         while let Some(header) = stream.get(at..at + HEADER_LEN) {
             let len = u32::from_le_bytes(header.try_into().expect("4 bytes")) as usize;
+            if len & (1 << 31) != 0 {
+                break;
+            }
             match stream.get(at + HEADER_LEN..at + HEADER_LEN + len) {
                 Some(body) => spelled.push(body.to_vec()),
                 None => break,
@@ -159,7 +199,7 @@ pub fn frames(data: &[u8]) {
         }
         assert!(frames.len() <= spelled.len());
         for (frame, body) in frames.iter().zip(&spelled) {
-            assert_eq!(&frame.bytes, body);
+            assert_eq!(frame.bytes, body);
         }
         if error.is_none() {
             assert_eq!(frames.len(), spelled.len());
@@ -167,6 +207,7 @@ pub fn frames(data: &[u8]) {
     }
     drop(frames);
     drop(reader);
+    drop(segments);
     assert_eq!(open_descriptors(), before, "descriptors leaked");
 }
 

@@ -364,7 +364,7 @@ impl Conn {
                 }
             }
             Link::Shared(pipe) => match pipe.recv_bytes() {
-                Ok(bytes) => bytes,
+                Ok(bytes) => bytes.into(),
                 Err(RecvError::Disconnected) => return Err(closed().into()),
                 Err(e) => return Err(ManagerError::disconnected(e).into()),
             },

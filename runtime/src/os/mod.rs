@@ -5,5 +5,6 @@ pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod identity;
 pub(crate) mod named_shm;
+pub(crate) mod sealed;
 pub(crate) mod shm;
 pub(crate) mod sys;

@@ -29,9 +29,12 @@
 //!   acquire and release operations on the words that publish the bytes, as for any
 //!   other atomic data; a racing writer can only make the copy hold some mixture of
 //!   bytes, which the validation then sees.
-//! - **Memory that needs no sharing is not mapped**: an item too large for a queue's
-//!   ring travels in a sealed `memfd` that is written with `pwrite` and read with
-//!   `pread` ([`sealed_copy`], [`read_copy`]), so the kernel does the copying.
+//! - **Memory nobody can write is the one exception**: a large message (a frame on a
+//!   Unix socket, an item too large for a queue's ring) travels in a `memfd` written
+//!   with `pwrite` and then sealed against writing (`F_SEAL_WRITE`), which the kernel
+//!   refuses while a writable mapping exists and enforces for every process after; the
+//!   receiver checks that seal before it maps the file read-only and reads it with
+//!   plain loads ([`crate::os::sealed`]). Bytes that cannot change cannot race.
 //!
 //! Relaxed word-sized atomic loads and stores compile to the same instructions as
 //! plain ones on the targets this crate supports; what is lost is only the compiler's
@@ -170,7 +173,7 @@ impl SharedRegion {
 
 /// A new empty `memfd` named `name` for `/proc/<pid>/maps`, close-on-exec, that can be
 /// sealed.
-fn memfd(name: &str) -> std::io::Result<OwnedFd> {
+pub(crate) fn memfd(name: &str) -> std::io::Result<OwnedFd> {
     let cname = std::ffi::CString::new(format!("multiproc:{name}"))
         .unwrap_or_else(|_| c"multiproc".to_owned());
     Ok(memfd_create(
@@ -306,36 +309,6 @@ fn chunk<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
     out
-}
-
-/// A new sealed `memfd` named `name` holding a copy of `bytes`, written with `pwrite`
-/// (never mapped here, so no other process can race with the copy).
-pub(crate) fn sealed_copy(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::from(memfd(name)?);
-    file.write_all_at(bytes, 0)?;
-    fcntl(&file, FcntlArg::F_ADD_SEALS(SEALS))?;
-    Ok(OwnedFd::from(file))
-}
-
-/// Reads `out.len()` bytes of `file` at `offset` with `pread` (the kernel copies, so no read of a mapping races with a writer); a
-/// file shorter than that is an `InvalidData` error.
-pub(crate) fn read_copy_at(
-    file: &std::fs::File,
-    offset: usize,
-    out: &mut [u8],
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(out, offset as u64).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            invalid(format!(
-                "a shared item shorter than the {} bytes announced",
-                offset + out.len()
-            ))
-        } else {
-            e
-        }
-    })
 }
 
 /// Gives back the memory of the `len` bytes of the region behind `fd` at `offset`
@@ -515,18 +488,6 @@ mod tests {
                 assert_eq!(out, bytes[..len], "start {start}, len {len}");
             }
         }
-    }
-
-    #[test]
-    fn a_sealed_copy_reads_back_and_a_short_one_is_refused() {
-        let fd = sealed_copy("test", b"hello, world").unwrap();
-        let file = std::fs::File::from(fd);
-        let mut out = vec![0; 12];
-        read_copy_at(&file, 0, &mut out).unwrap();
-        assert_eq!(out, b"hello, world");
-        let mut out = vec![0; 13];
-        let err = read_copy_at(&file, 0, &mut out).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]

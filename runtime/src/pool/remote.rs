@@ -101,7 +101,7 @@ struct Incoming {
 impl Incoming {
     fn packet(frame: frames::Frame) -> Packet {
         Packet {
-            bytes: Bytes(frame.bytes),
+            bytes: Bytes(frame.bytes.into_vec()),
             fds: Vec::new(),
         }
     }

@@ -145,7 +145,7 @@ fn frame_of(item: Item) -> std::io::Result<Frame> {
         .collect::<std::io::Result<Vec<_>>>()?;
     drop(item.fds);
     Ok(Frame {
-        bytes: item.bytes.0,
+        bytes: item.bytes.0.into(),
         fds,
     })
 }

@@ -228,7 +228,7 @@ mod tests {
         let args: Vec<(u64,)> = (0..8).map(|x| (x,)).collect();
         let encoded = codec::encode(&args).unwrap();
         let frame = Frame {
-            bytes: encoded.bytes,
+            bytes: encoded.bytes.into(),
             fds: encoded.fds,
         };
         let out = entry.run_chunk(frame, &mut guard).unwrap();
@@ -247,7 +247,7 @@ mod tests {
     fn a_chunk_whose_arguments_cannot_be_read_fails_as_a_whole() {
         let entry = Entry::new::<Picky>(file!(), line!());
         let frame = Frame {
-            bytes: vec![0xff; 3],
+            bytes: vec![0xff; 3].into(),
             fds: Vec::new(),
         };
         let e = entry.run_chunk(frame, &mut guard).unwrap_err();

@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use crate::wire::codec::{self, Encoded};
+use crate::wire::codec;
 use crate::wire::error::{CodecError, CodecErrorKind};
 use crate::wire::frames::{self, Frame};
 
@@ -12,8 +12,9 @@ use crate::wire::frames::{self, Frame};
 /// byte is the kind.
 #[derive(Debug)]
 pub(crate) enum Report {
-    /// The worker returned this encoded value.
-    Value(Encoded),
+    /// The worker returned this encoded value (a frame of its bytes and descriptors:
+    /// received, they may be a sealed payload, read where it is mapped).
+    Value(Frame),
     /// The worker panicked.
     Panic {
         message: String,
@@ -65,12 +66,11 @@ impl Report {
         if frame.bytes.is_empty() {
             return Err(CodecError::new(CodecErrorKind::Truncated, "empty report"));
         }
-        let kind = frame.bytes.remove(0);
+        let kind = frame.bytes[0];
+        // Skipped, not removed: the value after it may be 64 MiB.
+        frame.bytes.advance(1);
         match kind {
-            REPORT_VALUE => Ok(Report::Value(Encoded {
-                bytes: frame.bytes,
-                fds: frame.fds,
-            })),
+            REPORT_VALUE => Ok(Report::Value(frame)),
             REPORT_PANIC => {
                 let (message, location): (String, Option<String>) =
                     codec::decode_record(&frame.bytes)?;

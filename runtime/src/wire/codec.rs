@@ -290,10 +290,56 @@ pub(crate) fn frame_header(len: usize) -> Result<[u8; HEADER_LEN], CodecError> {
     Ok(len.to_le_bytes())
 }
 
-/// Reads a frame's length from its header, refusing lengths above the limit.
-pub(crate) fn parse_header(header: [u8; HEADER_LEN]) -> Result<usize, CodecError> {
-    let len = u32::from_le_bytes(header) as usize;
+/// Set in the header of a frame whose message travels in a sealed `memfd` (the frame's
+/// last descriptor) rather than in the stream: such a frame's body is only the
+/// message's length, [`SEALED_BODY`] bytes (a little-endian `u64`). Free in every
+/// other header, since [`MAX_MESSAGE_LEN`] is below it.
+const SEALED_FLAG: u32 = 1 << 31;
+
+/// Bytes in the body of a sealed frame: the message's length.
+pub(crate) const SEALED_BODY: usize = 8;
+
+/// What a frame header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Bytes of the frame after its header, in the stream.
+    pub(crate) len: usize,
+    /// Whether the message is in a sealed `memfd` (the body is its length).
+    pub(crate) sealed: bool,
+}
+
+/// The header of a sealed frame.
+pub(crate) fn sealed_header() -> [u8; HEADER_LEN] {
+    (SEALED_FLAG | SEALED_BODY as u32).to_le_bytes()
+}
+
+/// Reads a frame header, refusing lengths above the limit and sealed frames whose body
+/// is not exactly a length.
+pub(crate) fn parse_header(header: [u8; HEADER_LEN]) -> Result<Header, CodecError> {
+    let raw = u32::from_le_bytes(header);
+    let sealed = raw & SEALED_FLAG != 0;
+    let len = (raw & !SEALED_FLAG) as usize;
     check_len(len)?;
+    if sealed && len != SEALED_BODY {
+        return Err(CodecError::new(
+            CodecErrorKind::Decode,
+            format!("a sealed frame of {len} bytes, not {SEALED_BODY}"),
+        ));
+    }
+    Ok(Header { len, sealed })
+}
+
+/// The length of the message in a sealed `memfd`, from its frame's body: at least 1
+/// byte and at most [`MAX_MESSAGE_LEN`].
+pub(crate) fn sealed_len(body: [u8; SEALED_BODY]) -> Result<usize, CodecError> {
+    let len = usize::try_from(u64::from_le_bytes(body)).unwrap_or(usize::MAX);
+    check_len(len)?;
+    if len == 0 {
+        return Err(CodecError::new(
+            CodecErrorKind::Decode,
+            "a sealed frame announcing an empty message",
+        ));
+    }
     Ok(len)
 }
 
@@ -348,6 +394,39 @@ mod tests {
         assert_eq!(
             parse_header(header).unwrap_err().kind(),
             CodecErrorKind::Oversized
+        );
+        let above = (MAX_MESSAGE_LEN as u32 + 1).to_le_bytes();
+        assert_eq!(
+            parse_header(above).unwrap_err().kind(),
+            CodecErrorKind::Oversized
+        );
+    }
+
+    #[test]
+    fn sealed_headers_are_strict() {
+        let h = parse_header(sealed_header()).unwrap();
+        assert_eq!((h.len, h.sealed), (SEALED_BODY, true));
+        let plain = parse_header(frame_header(SEALED_BODY).unwrap()).unwrap();
+        assert!(!plain.sealed);
+        // The flag with any other body length is refused.
+        for len in [0u32, 7, 9, 1 << 20] {
+            let e = parse_header(((1 << 31) | len).to_le_bytes()).unwrap_err();
+            assert_eq!(e.kind(), CodecErrorKind::Decode, "{e}");
+        }
+        assert_eq!(sealed_len(5u64.to_le_bytes()).unwrap(), 5);
+        assert_eq!(
+            sealed_len((MAX_MESSAGE_LEN as u64 + 1).to_le_bytes())
+                .unwrap_err()
+                .kind(),
+            CodecErrorKind::Oversized
+        );
+        assert_eq!(
+            sealed_len(u64::MAX.to_le_bytes()).unwrap_err().kind(),
+            CodecErrorKind::Oversized
+        );
+        assert_eq!(
+            sealed_len(0u64.to_le_bytes()).unwrap_err().kind(),
+            CodecErrorKind::Decode
         );
     }
 

@@ -11,4 +11,5 @@ mod encoder;
 pub(crate) mod error;
 pub(crate) mod frames;
 pub(crate) mod pages;
+pub(crate) mod payload;
 mod portable;

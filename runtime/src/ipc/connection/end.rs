@@ -18,7 +18,7 @@ use crate::os::shm::SharedRegion;
 use crate::os::sys;
 use crate::wire::codec::{self, MAX_MESSAGE_LEN, PortableFd};
 
-use super::inner::{Inner, RecvFail, SendFail};
+use super::inner::{Inner, Received, RecvFail, SendFail};
 use super::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
 /// One end of a [`Pipe`](crate::Pipe): sends and receives messages of type `T` (and raw byte
@@ -149,8 +149,18 @@ impl<T> Connection<T> {
     /// which this end cannot receive any more (Python's `recv_bytes(maxlength)`).
     pub fn recv_bytes_max(&self, maxlength: usize) -> std::result::Result<Vec<u8>, RecvError> {
         let mut out = Vec::new();
-        match self.inner.recv_raw(&mut out, None, maxlength) {
-            Ok(_fds) => Ok(out),
+        let received = self.recv_message(&mut out, maxlength)?;
+        Ok(received.into_vec(out))
+    }
+
+    /// One message, into `out` or mapped (see `Inner::recv_raw`).
+    fn recv_message(
+        &self,
+        out: &mut Vec<u8>,
+        maxlength: usize,
+    ) -> std::result::Result<Received, RecvError> {
+        match self.inner.recv_raw(out, None, maxlength) {
+            Ok(received) => Ok(received),
             Err(RecvFail::Disconnected) => Err(RecvError::Disconnected),
             Err(RecvFail::Failed(e)) => Err(RecvError::Failed(e)),
             Err(RecvFail::Timeout) => Err(RecvError::Failed(ChannelError::Timeout.into())),
@@ -161,13 +171,16 @@ impl<T> Connection<T> {
     /// `recv_bytes_into`; for an offset, pass `&mut buf[offset..]`). A message longer
     /// than `buf` is returned whole in [`RecvIntoError::BufferTooShort`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvIntoError> {
-        let message = self.recv_bytes()?;
+        let mut out = Vec::new();
+        let received = self.recv_message(&mut out, MAX_MESSAGE_LEN)?;
+        // A message that came sealed is copied once, from where it is mapped.
+        let message = received.sealed.as_deref().unwrap_or(&out);
         match buf.get_mut(..message.len()) {
             Some(dst) => {
-                dst.copy_from_slice(&message);
+                dst.copy_from_slice(message);
                 Ok(message.len())
             }
-            None => Err(RecvIntoError::BufferTooShort(message)),
+            None => Err(RecvIntoError::BufferTooShort(received.into_vec(out))),
         }
     }
 
@@ -220,8 +233,10 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
 
     fn recv_with(&self, deadline: Option<Instant>) -> std::result::Result<T, RecvFail> {
         with_scratch(&GET_SCRATCH, |buf| {
-            let fds = self.inner.recv_raw(buf, deadline, MAX_MESSAGE_LEN)?;
-            codec::decode(buf, fds).map_err(|e| RecvFail::Failed(e.into()))
+            let received = self.inner.recv_raw(buf, deadline, MAX_MESSAGE_LEN)?;
+            // A message that came sealed is decoded where it is mapped.
+            let bytes = received.sealed.as_deref().unwrap_or(buf);
+            codec::decode(bytes, received.fds).map_err(|e| RecvFail::Failed(e.into()))
         })
     }
 }

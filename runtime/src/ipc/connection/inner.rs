@@ -18,7 +18,7 @@ use crate::ipc::spin::Spinner;
 use crate::os::futex::{Acquired, RawLock};
 use crate::os::shm::SharedRegion;
 use crate::wire::codec::PortableFd;
-use crate::wire::frames::FrameReader;
+use crate::wire::frames::{FrameReader, Payload};
 
 /// Why a raw send did not happen.
 pub(super) enum SendFail {
@@ -52,9 +52,29 @@ impl From<io::Error> for RecvFail {
     }
 }
 
+/// A message received: its descriptors, and its bytes if they are not in the caller's
+/// buffer.
+#[derive(Debug)]
+pub(super) struct Received {
+    pub(super) fds: Vec<OwnedFd>,
+    /// The bytes of a message that came in a sealed `memfd`, mapped (read where they
+    /// are rather than copied into the buffer); `None` when they are in the buffer.
+    pub(super) sealed: Option<Payload>,
+}
+
+impl Received {
+    /// The message's bytes as a vector: `out` itself, or a copy of the mapped ones.
+    pub(super) fn into_vec(self, out: Vec<u8>) -> Vec<u8> {
+        match self.sealed {
+            Some(payload) => payload.into_vec(),
+            None => out,
+        }
+    }
+}
+
 /// What one receive attempt found.
 pub(super) enum Attempt {
-    Got(Vec<OwnedFd>),
+    Got(Received),
     /// Nothing yet; the sender's ring word as it was.
     Nothing(Word),
     /// Something changed (a doorbell, a message published as the socket closed): look

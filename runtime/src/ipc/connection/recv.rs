@@ -2,11 +2,11 @@
 //! next sequence number, and the end of file.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::inner::{Attempt, Inner, RecvFail, RxState, is_hangup, lock};
+use super::inner::{Attempt, Inner, Received, RecvFail, RxState, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::error::Error;
 use crate::ipc::error::{ChannelError, Corruption};
@@ -17,12 +17,14 @@ use crate::wire::frames::FrameError;
 impl Inner {
     // --- receiving ---
 
+    /// Receives one message of at most `max` bytes: into `out` (cleared first), or
+    /// mapped if it came in a sealed `memfd` (`Received::sealed`, `out` left empty).
     pub(super) fn recv_raw(
         &self,
         out: &mut Vec<u8>,
         deadline: Option<Instant>,
         max: usize,
-    ) -> std::result::Result<Vec<OwnedFd>, RecvFail> {
+    ) -> std::result::Result<Received, RecvFail> {
         let dir = self.recv_dir().ok_or(ChannelError::WriteOnly)?;
         let mut socket_ready = false;
         loop {
@@ -38,7 +40,7 @@ impl Inner {
                 self.try_recv(dir, &mut rx, out, max, socket_ready)?
             };
             match attempt {
-                Attempt::Got(fds) => return Ok(fds),
+                Attempt::Got(received) => return Ok(received),
                 Attempt::Eof => return Err(RecvFail::Disconnected),
                 Attempt::Retry => {
                     socket_ready = false;
@@ -93,7 +95,10 @@ impl Inner {
                     out.clear();
                     ring.read_payload(head, &h, out);
                     ring.release(Ring::after(head, &h));
-                    return Ok(Attempt::Got(Vec::new()));
+                    return Ok(Attempt::Got(Received {
+                        fds: Vec::new(),
+                        sealed: None,
+                    }));
                 }
                 // The next message went through the socket.
                 Ok(Some(_)) => {}
@@ -148,9 +153,19 @@ impl Inner {
                     return Err(Self::break_stream(rx, e.into()));
                 }
                 out.clear();
-                out.extend_from_slice(&frame.bytes[SEQ_LEN..]);
+                let mut bytes = frame.bytes;
+                bytes.advance(SEQ_LEN);
+                let sealed = if bytes.is_sealed() {
+                    Some(bytes)
+                } else {
+                    out.extend_from_slice(&bytes);
+                    None
+                };
                 ring.release(Word::new(next.wrapping_add(1), head.pos()));
-                return Ok(Attempt::Got(frame.fds));
+                return Ok(Attempt::Got(Received {
+                    fds: frame.fds,
+                    sealed,
+                }));
             }
             match rx.reader.fill(self.socket.as_fd()) {
                 Ok(0) => {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -315,8 +315,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_with(&self, patience: Patience) -> std::result::Result<T, Fail> {
         with_scratch(&GET_SCRATCH, |buf| {
-            let fds: Vec<OwnedFd> = self.raw.get(buf, patience)?;
-            codec::decode(buf, fds).map_err(|e| Fail::Failed(e.into()))
+            let got = self.raw.get_item(buf, patience)?;
+            let bytes = got.spilled.as_deref().unwrap_or(buf);
+            codec::decode(bytes, got.fds).map_err(|e| Fail::Failed(e.into()))
         })
     }
 }

@@ -1,30 +1,37 @@
 //! Taking an item: the record at the head, its descriptors or spilled memory, waking
 //! producers and waiting for items.
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-use nix::sys::stat::fstat;
-use nix::unistd::{Whence, lseek};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Ring, Word};
 use crate::os::futex;
-use crate::os::shm;
+use crate::os::sealed::SealedMap;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 use crate::wire::courier;
 use crate::wire::pages;
+use crate::wire::payload::Payload;
 
 use super::layout::{INLINE, SKIP, SPILL};
 use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
 
 impl RawQueue {
     /// Takes one item: its encoded bytes go to `out` (cleared first), its descriptors
-    /// are returned.
+    /// are returned. (The handles use [`get_item`](Self::get_item).)
+    #[cfg(test)]
     pub(crate) fn get(&self, out: &mut Vec<u8>, patience: Patience) -> Result<Vec<OwnedFd>, Fail> {
+        let got = self.take(out, None, patience)?;
+        got.copy_spilled(out);
+        Ok(got.fds)
+    }
+
+    /// As [`get`](Self::get), but an item that was spilled comes back mapped
+    /// ([`Got::spilled`], `out` left empty) rather than copied into `out`: it is decoded
+    /// where it is.
+    pub(crate) fn get_item(&self, out: &mut Vec<u8>, patience: Patience) -> Result<Got, Fail> {
         self.take(out, None, patience)
     }
 
@@ -41,12 +48,13 @@ impl RawQueue {
         patience: Patience,
     ) -> Result<Vec<OwnedFd>, Fail> {
         ends.clear();
-        let fds = self.take(out, Some((ends, max.max(1))), patience)?;
+        let got = self.take(out, Some((ends, max.max(1))), patience)?;
+        got.copy_spilled(out);
         if ends.is_empty() {
             // The item at the head held descriptors or spilled: taken alone.
             ends.push(out.len());
         }
-        Ok(fds)
+        Ok(got.fds)
     }
 
     /// `get`, or `get_many` if `batch` holds where the ends go and the most items.
@@ -55,7 +63,7 @@ impl RawQueue {
         out: &mut Vec<u8>,
         mut batch: Option<(&mut Vec<usize>, usize)>,
         patience: Patience,
-    ) -> Result<Vec<OwnedFd>, Fail> {
+    ) -> Result<Got, Fail> {
         let deadline = patience.deadline();
         loop {
             let Some(held) = lock(&self.header().ring.rx.lock, patience, "consumer") else {
@@ -70,18 +78,17 @@ impl RawQueue {
                 Ok(Took::Item(fds)) => {
                     drop(held);
                     self.wake_producers();
-                    return Ok(fds);
+                    return Ok(Got { fds, spilled: None });
                 }
                 Ok(Took::Spilled(region, len, fds)) => {
                     drop(held);
                     self.wake_producers();
-                    // The item is taken: a try_ form copies it whatever the time.
-                    let copy_deadline = match patience {
-                        Patience::None => None,
-                        Patience::Until(d) => d,
-                    };
-                    copy_spilled(region, len, out, copy_deadline)?;
-                    return Ok(fds);
+                    out.clear();
+                    let spilled = map_spilled(region, len)?;
+                    return Ok(Got {
+                        fds,
+                        spilled: Some(spilled),
+                    });
                 }
                 Ok(Took::Corrupt(corrupt)) => {
                     let failed = self.recover(corrupt, patience);
@@ -282,71 +289,43 @@ enum Taken {
     Missing,
 }
 
-/// Bytes copied between two looks at the deadline.
-const COPY_CHUNK: usize = 8 << 20;
+/// An item taken: its descriptors and, if it was spilled, its bytes mapped.
+#[derive(Debug)]
+pub(crate) struct Got {
+    /// The descriptors of the handles in the item.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// The bytes of an item that was spilled, mapped read-only; `None` when they are in
+    /// the caller's buffer.
+    pub(crate) spilled: Option<Payload>,
+}
 
-/// Copies a spilled item out of its memory, after checking what a producer's spill
-/// always is, so that a peer's forgery is refused before anything is copied: exactly
-/// `len` bytes, sealed against resizing, and without holes (a producer writes every
-/// byte; a sparse region would cost the reader a page per hole it reads). The copy
-/// stops at `deadline`; the item is dropped then, and the error says so.
-fn copy_spilled(
-    fd: OwnedFd,
-    len: usize,
-    out: &mut Vec<u8>,
-    deadline: Option<Instant>,
-) -> Result<(), Fail> {
-    let corrupt = |what: String| -> Fail {
-        ChannelError::Corrupt(Corruption::new(format!(
-            "a spilled item {what}; 1 item dropped"
-        )))
-        .into()
-    };
-    let size = fstat(fd.as_fd()).map_err(io::Error::from)?.st_size;
-    if u64::try_from(size).ok() != Some(len.max(1) as u64) {
-        return Err(corrupt(format!(
-            "announced as {len} bytes in memory of {size} bytes"
-        )));
-    }
-    let seals = SealFlag::from_bits_truncate(
-        fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS).map_err(io::Error::from)?,
-    );
-    if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
-        return Err(corrupt(
-            "in memory that is not sealed against resizing".into(),
-        ));
-    }
-    // A kernel that cannot tell where the holes are (EINVAL) leaves this check out.
-    let first_hole = lseek(&fd, 0, Whence::SeekHole).unwrap_or(size);
-    if len > 0 && first_hole < size {
-        return Err(corrupt(format!(
-            "of {len} bytes whose memory has a hole at byte {first_hole}: not written by a \
-             producer"
-        )));
-    }
-    // Read with `pread`, not through a mapping: the sender may still hold a writable
-    // descriptor, and the kernel's copy cannot race with it the way a read of a
-    // mapping would (the shared-memory policy in `os::shm`).
-    let file = std::fs::File::from(fd);
-    out.clear();
-    out.reserve(len);
-    pages::prefer_huge_pages(out);
-    out.resize(len, 0);
-    let mut done = 0;
-    while done < len {
-        if done > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+impl Got {
+    /// Copies the bytes of a spilled item into `out` (which holds nothing then): one
+    /// copy out of the mapping into a buffer that is not zero-filled first.
+    fn copy_spilled(&self, out: &mut Vec<u8>) {
+        if let Some(spilled) = &self.spilled {
             out.clear();
-            return Err(ChannelError::Corrupt(Corruption::new(format!(
-                "the deadline passed {done} bytes into copying a spilled item of {len} bytes \
-                 out of its memory; 1 item dropped"
-            )))
-            .into());
+            out.reserve(spilled.len());
+            pages::prefer_huge_pages(out);
+            out.extend_from_slice(spilled);
         }
-        let n = COPY_CHUNK.min(len - done);
-        shm::read_copy_at(&file, done, &mut out[done..done + n])?;
-        done += n;
     }
-    Ok(())
+}
+
+/// Maps a spilled item, after checking what a producer's spill always is, so that a
+/// peer's forgery is refused before anything is mapped: a `memfd` of exactly `len`
+/// bytes, sealed against resizing and writing, without holes (a producer writes every
+/// byte; a sparse region would cost the reader a page per hole it reads). See
+/// [`crate::os::sealed`] for why reading a write-sealed mapping cannot race.
+fn map_spilled(fd: OwnedFd, len: usize) -> Result<Payload, Fail> {
+    match SealedMap::open(fd, len) {
+        Ok(map) => Ok(Payload::sealed(map)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(ChannelError::Corrupt(
+            Corruption::new(format!("a spilled item refused: {e}; 1 item dropped")),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What tests wait for instead of sleeping and hoping (not for other code: the counts
@@ -393,7 +372,7 @@ mod tests {
             .as_ptr()
             .wrapping_add(super::super::layout::DATA_OFFSET + 32);
         // SAFETY: inside the region's data area; shared memory is written atomically.
-        unsafe { shm::copy_to_shared(&u32::MAX.to_le_bytes(), second) };
+        unsafe { crate::os::shm::copy_to_shared(&u32::MAX.to_le_bytes(), second) };
         let (mut out, mut ends) = (Vec::new(), Vec::new());
         let fds = q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
         assert!(fds.is_empty());

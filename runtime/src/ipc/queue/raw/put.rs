@@ -10,7 +10,7 @@ use nix::poll::PollFlags;
 
 use crate::ipc::ring::{self, Ring, Word};
 use crate::os::futex;
-use crate::os::shm;
+use crate::os::sealed;
 use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 
@@ -201,8 +201,9 @@ pub(super) enum Written {
     CourierFull,
 }
 
-/// An item too large for the ring, in a sealed `memfd` of its own (written with
-/// `pwrite`, never mapped: see the policy in [`crate::os::shm`]).
+/// An item too large for the ring, in a `memfd` of its own, written with `pwrite` and
+/// sealed against writing and resizing: consumers map it read-only and decode it
+/// where it is ([`crate::os::sealed`]).
 fn spill(bytes: &[u8]) -> Result<OwnedFd, Fail> {
-    Ok(shm::sealed_copy("queue-item", bytes)?)
+    Ok(sealed::seal_parts("queue-item", &[bytes])?)
 }
