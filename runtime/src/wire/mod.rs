@@ -12,3 +12,4 @@ pub(crate) mod error;
 pub(crate) mod frames;
 pub(crate) mod pages;
 mod portable;
+pub(crate) mod small;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ipc::scratch::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::ipc::wait::{Waitable, Watch};
 use crate::os::sys;
-use crate::wire::codec;
+use crate::wire::small;
 
 /// A first-in, first-out queue shared by any number of processes: Python's
 /// `multiprocessing.Queue`.
@@ -270,7 +270,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn put_with(&self, item: &T, patience: Patience) -> std::result::Result<(), Fail> {
         with_scratch(&PUT_SCRATCH, |buf| {
-            let fds = codec::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
+            let fds = small::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
             self.raw.put(buf, fds, patience)
         })
     }
@@ -316,7 +316,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_with(&self, patience: Patience) -> std::result::Result<T, Fail> {
         with_scratch(&GET_SCRATCH, |buf| {
             let fds: Vec<OwnedFd> = self.raw.get(buf, patience)?;
-            codec::decode(buf, fds).map_err(|e| Fail::Failed(e.into()))
+            small::decode(buf, fds).map_err(|e| Fail::Failed(e.into()))
         })
     }
 }
@@ -369,6 +369,7 @@ impl<T> Waitable for Queue<T> {
 mod tests {
     use super::*;
     use crate::ipc::queue::JoinableQueue;
+    use crate::wire::codec;
     use std::time::Instant;
 
     #[test]

@@ -1,0 +1,217 @@
+//! A fast path of the codec for the small items a queue carries one at a time: the
+//! same bytes and the same values as [`codec::encode_into`] and [`codec::decode`], at
+//! a fraction of their fixed cost (which, for an 8-byte item, is most of a queue's
+//! cost per item).
+//!
+//! - Encoding first runs without the descriptor collector (whose installation costs
+//!   more than encoding a small value). A value that holds no handle encodes the same
+//!   either way; one that holds a handle makes that first run fail (a handle refuses
+//!   to encode with no collector installed), and is then encoded again, whole, by
+//!   [`codec::encode_into`], which collects its descriptors. So a value holding a
+//!   handle has its `Serialize` called twice, the first time stopping at the first
+//!   handle; any other encoding error is also the general path's, reported by it.
+//! - Decoding a primitive (an integer, `bool`, a float) reads bincode's encoding of it
+//!   directly; anything it does not recognise exactly (another type, descriptors
+//!   beside the bytes, a length or an integer marker that is not the canonical one)
+//!   goes to [`codec::decode`], which gives the value or the error it always did.
+
+use std::os::fd::OwnedFd;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::codec;
+use crate::wire::encoder;
+use crate::wire::error::CodecError;
+
+/// As [`codec::encode_into`]: appends `value` to `bytes` and returns a duplicate of
+/// every descriptor its handles hold, without installing the descriptor collector
+/// unless the value holds a handle.
+#[inline]
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    bytes: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, CodecError> {
+    // Inside another encode (a value serialized while one is running on this thread),
+    // a handle would add itself to that encode's descriptors: the general path.
+    if !codec::collecting() {
+        let start = bytes.len();
+        if encoder::encode_to(value, bytes).is_ok() && bytes.len() - start <= codec::MAX_MESSAGE_LEN
+        {
+            return Ok(Vec::new());
+        }
+        bytes.truncate(start);
+    }
+    codec::encode_into(value, bytes)
+}
+
+/// As [`codec::decode`]: a `T` from `bytes` and the descriptors that came with them.
+#[inline]
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, CodecError> {
+    if fds.is_empty() {
+        if let Some(value) = decode_primitive::<T>(bytes) {
+            return Ok(value);
+        }
+    }
+    codec::decode(bytes, fds)
+}
+
+/// `bytes` as a `T` if `T` is a primitive and `bytes` is exactly its canonical
+/// encoding; `None` otherwise (for the general path to decode or refuse).
+#[inline]
+fn decode_primitive<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if unty::type_equal::<T, $t>() {
+                let v = <$t>::try_from(varint(bytes)?).ok()?;
+                return Some(same::<$t, T>(v));
+            }
+        )*};
+    }
+    macro_rules! signed {
+        ($($t:ty),*) => {$(
+            if unty::type_equal::<T, $t>() {
+                let z = varint(bytes)?;
+                let v = <$t>::try_from(((z >> 1) as i64) ^ -((z & 1) as i64)).ok()?;
+                return Some(same::<$t, T>(v));
+            }
+        )*};
+    }
+    macro_rules! fixed {
+        ($($t:ty),*) => {$(
+            if unty::type_equal::<T, $t>() {
+                let v = <$t>::from_le_bytes(bytes.try_into().ok()?);
+                return Some(same::<$t, T>(v));
+            }
+        )*};
+    }
+    if unty::type_equal::<T, u8>() {
+        let [b] = bytes else { return None };
+        return Some(same::<u8, T>(*b));
+    }
+    if unty::type_equal::<T, i8>() {
+        let [b] = bytes else { return None };
+        return Some(same::<i8, T>(*b as i8));
+    }
+    if unty::type_equal::<T, bool>() {
+        return match bytes {
+            [0] => Some(same::<bool, T>(false)),
+            [1] => Some(same::<bool, T>(true)),
+            _ => None,
+        };
+    }
+    unsigned!(u16, u32, u64, usize);
+    signed!(i16, i32, i64, isize);
+    fixed!(f32, f64);
+    None
+}
+
+/// The value of a whole `bytes` holding one of bincode's variable-length integers of
+/// at most 64 bits in its canonical form (the shortest: what the encoder writes);
+/// `None` for anything else.
+#[inline]
+fn varint(bytes: &[u8]) -> Option<u64> {
+    match *bytes {
+        [b] if b <= 250 => Some(u64::from(b)),
+        [251, a, b] => Some(u64::from(u16::from_le_bytes([a, b]))).filter(|v| *v > 250),
+        [252, a, b, c, d] => {
+            Some(u64::from(u32::from_le_bytes([a, b, c, d]))).filter(|v| *v > 0xffff)
+        }
+        [253, ..] if bytes.len() == 9 => {
+            let v = u64::from_le_bytes(bytes[1..].try_into().ok()?);
+            (v > 0xffff_ffff).then_some(v)
+        }
+        _ => None,
+    }
+}
+
+/// `value` as a `T`, which the caller checked is `U`.
+#[inline(always)]
+fn same<U: Copy, T>(value: U) -> T {
+    debug_assert!(unty::type_equal::<T, U>());
+    // SAFETY: the callers pass only `U` equal to `T` (checked with `type_equal` just
+    // before; the types named there have no lifetimes), so this copies a plain value
+    // into its own type.
+    unsafe { std::mem::transmute_copy::<U, T>(&value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the general path makes of `value`, and what this one does, agree.
+    fn agrees<T>(value: T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let general = codec::encode(&value).unwrap();
+        let mut bytes = Vec::new();
+        assert!(encode_into(&value, &mut bytes).unwrap().is_empty());
+        assert_eq!(bytes, general.bytes);
+        assert_eq!(decode::<T>(&bytes, Vec::new()).unwrap(), value);
+        assert_eq!(decode_primitive::<T>(&bytes), Some(value));
+    }
+
+    #[test]
+    fn primitives_round_trip_as_the_general_path_encodes_them() {
+        for v in [
+            0u64,
+            1,
+            250,
+            251,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            1 << 32,
+            u64::MAX,
+        ] {
+            agrees(v);
+            agrees(v as u32);
+            agrees(v as u16);
+            agrees(v as usize);
+            agrees(v as u8);
+            agrees(v as i64);
+            agrees(v as i32);
+            agrees(v as i16);
+            agrees(v as i8);
+            agrees(v as isize);
+            agrees(v as f64);
+            agrees(v as f32);
+        }
+        agrees(i64::MIN);
+        agrees(true);
+        agrees(false);
+    }
+
+    #[test]
+    fn anything_not_exactly_canonical_goes_to_the_general_path() {
+        // A u16 marker holding a value that fits one byte: bincode's call.
+        assert_eq!(decode_primitive::<u64>(&[251, 7, 0]), None);
+        // Trailing bytes, truncation, a marker too wide for the type.
+        assert_eq!(decode_primitive::<u64>(&[5, 0]), None);
+        assert_eq!(decode_primitive::<u64>(&[253, 1, 2]), None);
+        assert_eq!(decode_primitive::<u16>(&[252, 0, 0, 1, 0]), None);
+        assert_eq!(decode_primitive::<bool>(&[2]), None);
+        assert_eq!(decode_primitive::<String>(&[0]), None);
+        // And the general path reports what is wrong.
+        let err = decode::<u64>(&[5, 0], Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), crate::CodecErrorKind::TrailingBytes);
+        let err = decode::<u64>(&[253, 1, 2], Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), crate::CodecErrorKind::Truncated);
+    }
+
+    #[test]
+    fn a_value_holding_a_handle_still_carries_its_descriptor() {
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let value = (5u32, codec::PortableFd::new(read));
+        let mut bytes = Vec::new();
+        let fds = encode_into(&value, &mut bytes).unwrap();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(bytes, codec::encode(&value).unwrap().bytes);
+        let (five, _fd): (u32, codec::PortableFd) = decode(&bytes, fds).unwrap();
+        assert_eq!(five, 5);
+    }
+}
