@@ -10,7 +10,9 @@
 //!   [`codec::encode_into`], which collects its descriptors. So a value holding a
 //!   handle has its `Serialize` called twice, the first time stopping at the first
 //!   handle; any other encoding error is also the general path's, reported by it.
-//! - Decoding a primitive (an integer, `bool`, a float) reads bincode's encoding of it
+//! - A primitive (an integer, `bool`, a float, an array of up to 32 bytes) is
+//!   written directly, as bincode's standard encoding writes it.
+//! - Decoding a primitive reads bincode's encoding of it
 //!   directly; anything it does not recognise exactly (another type, descriptors
 //!   beside the bytes, a length or an integer marker that is not the canonical one)
 //!   goes to [`codec::decode`], which gives the value or the error it always did.
@@ -34,6 +36,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ) -> Result<Vec<OwnedFd>, CodecError> {
     // Inside another encode (a value serialized while one is running on this thread),
     // a handle would add itself to that encode's descriptors: the general path.
+    if encode_primitive(value, bytes) {
+        return Ok(Vec::new());
+    }
     if !codec::collecting() {
         let start = bytes.len();
         if encoder::encode_to(value, bytes).is_ok() && bytes.len() - start <= codec::MAX_MESSAGE_LEN
@@ -57,6 +62,84 @@ pub(crate) fn decode<T: DeserializeOwned>(
         }
     }
     codec::decode(bytes, fds)
+}
+
+/// Appends the encoding of `value` if `T` is a primitive (or an array of up to 32
+/// bytes): the bytes bincode's standard encoding, and the general encoder, write.
+/// `false` (and nothing written) for any other type.
+#[inline]
+pub(crate) fn encode_primitive<T: ?Sized>(value: &T, bytes: &mut Vec<u8>) -> bool {
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if let Some(v) = as_same::<T, $t>(value) {
+                put_varint(*v as u64, bytes);
+                return true;
+            }
+        )*};
+    }
+    macro_rules! signed {
+        ($($t:ty),*) => {$(
+            if let Some(v) = as_same::<T, $t>(value) {
+                let v = *v as i64;
+                put_varint(((v << 1) ^ (v >> 63)) as u64, bytes);
+                return true;
+            }
+        )*};
+    }
+    macro_rules! fixed {
+        ($($t:ty),*) => {$(
+            if let Some(v) = as_same::<T, $t>(value) {
+                bytes.extend_from_slice(&v.to_le_bytes());
+                return true;
+            }
+        )*};
+    }
+    macro_rules! arrays {
+        ($($n:literal)*) => {
+            match std::mem::size_of_val(value) {
+                $($n => if let Some(v) = as_same::<T, [u8; $n]>(value) {
+                    bytes.extend_from_slice(v);
+                    return true;
+                },)*
+                _ => {}
+            }
+        };
+    }
+    if let Some(v) = as_same::<T, bool>(value) {
+        bytes.push(u8::from(*v));
+        return true;
+    }
+    if let Some(v) = as_same::<T, i8>(value) {
+        bytes.push(*v as u8);
+        return true;
+    }
+    if let Some(v) = as_same::<T, u8>(value) {
+        bytes.push(*v);
+        return true;
+    }
+    unsigned!(u16, u32, u64, usize);
+    signed!(i16, i32, i64, isize);
+    fixed!(f32, f64);
+    arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+    false
+}
+
+/// Appends `v` as one of bincode's variable-length integers (what the encoder
+/// writes for a `u64`).
+#[inline]
+fn put_varint(v: u64, bytes: &mut Vec<u8>) {
+    if v <= 250 {
+        bytes.push(v as u8);
+    } else if let Ok(v) = u16::try_from(v) {
+        bytes.push(251);
+        bytes.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = u32::try_from(v) {
+        bytes.push(252);
+        bytes.extend_from_slice(&v.to_le_bytes());
+    } else {
+        bytes.push(253);
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
 }
 
 /// `bytes` as a `T` if `T` is a primitive and `bytes` is exactly its canonical
@@ -103,9 +186,21 @@ fn decode_primitive<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
             _ => None,
         };
     }
+    macro_rules! arrays {
+        ($($n:literal)*) => {
+            match std::mem::size_of::<T>() {
+                $($n if unty::type_equal::<T, [u8; $n]>() => {
+                    let v: [u8; $n] = bytes.try_into().ok()?;
+                    return Some(same::<[u8; $n], T>(v));
+                })*
+                _ => {}
+            }
+        };
+    }
     unsigned!(u16, u32, u64, usize);
     signed!(i16, i32, i64, isize);
     fixed!(f32, f64);
+    arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
     None
 }
 
@@ -125,6 +220,18 @@ fn varint(bytes: &[u8]) -> Option<u64> {
             (v > 0xffff_ffff).then_some(v)
         }
         _ => None,
+    }
+}
+
+/// `value` as a `&U` if `T` is `U`.
+#[inline(always)]
+fn as_same<T: ?Sized, U>(value: &T) -> Option<&U> {
+    if unty::type_equal::<T, U>() {
+        // SAFETY: `T` and `U` are the same type (`U` is one of the concrete types
+        // above, without lifetimes), so `&T` is `&U`.
+        Some(unsafe { std::mem::transmute_copy::<&T, &U>(&value) })
+    } else {
+        None
     }
 }
 
@@ -182,6 +289,9 @@ mod tests {
             agrees(v as f32);
         }
         agrees(i64::MIN);
+        agrees(*b"12345678");
+        agrees([7u8; 32]);
+        agrees([0u8; 1]);
         agrees(true);
         agrees(false);
     }

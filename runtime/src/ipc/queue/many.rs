@@ -74,7 +74,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let mut failed = None;
                 while next < items.len() && buf.len() < BATCH_BYTES && ends.len() < BATCH_ITEMS {
                     let start = buf.len();
-                    match encoder.encode_into(&items[next], buf) {
+                    let item = &items[next];
+                    let encoded = if small::encode_primitive(item, buf) {
+                        Ok(Vec::new())
+                    } else {
+                        encoder.encode_into(item, buf)
+                    };
+                    match encoded {
                         Ok(fds) if fds.is_empty() && self.raw.fits_inline(buf.len() - start) => {
                             ends.push(buf.len());
                             next += 1;
