@@ -68,7 +68,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// bytes): the bytes bincode's standard encoding, and the general encoder, write.
 /// `false` (and nothing written) for any other type.
 #[inline]
-pub(crate) fn encode_primitive<T: ?Sized>(value: &T, bytes: &mut Vec<u8>) -> bool {
+pub(crate) fn encode_primitive<T: ?Sized, S: Sink>(value: &T, bytes: &mut S) -> bool {
     macro_rules! unsigned {
         ($($t:ty),*) => {$(
             if let Some(v) = as_same::<T, $t>(value) {
@@ -89,7 +89,7 @@ pub(crate) fn encode_primitive<T: ?Sized>(value: &T, bytes: &mut Vec<u8>) -> boo
     macro_rules! fixed {
         ($($t:ty),*) => {$(
             if let Some(v) = as_same::<T, $t>(value) {
-                bytes.extend_from_slice(&v.to_le_bytes());
+                bytes.extend(&v.to_le_bytes());
                 return true;
             }
         )*};
@@ -98,7 +98,7 @@ pub(crate) fn encode_primitive<T: ?Sized>(value: &T, bytes: &mut Vec<u8>) -> boo
         ($($n:literal)*) => {
             match std::mem::size_of_val(value) {
                 $($n => if let Some(v) = as_same::<T, [u8; $n]>(value) {
-                    bytes.extend_from_slice(v);
+                    bytes.extend(v);
                     return true;
                 },)*
                 _ => {}
@@ -124,21 +124,82 @@ pub(crate) fn encode_primitive<T: ?Sized>(value: &T, bytes: &mut Vec<u8>) -> boo
     false
 }
 
+/// Where [`encode_primitive`] writes: a growable buffer, or a [`Small`] one.
+pub(crate) trait Sink {
+    /// Appends one byte.
+    fn push(&mut self, byte: u8);
+    /// Appends `bytes`.
+    fn extend(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A buffer on the stack that holds the encoding of any primitive
+/// [`encode_primitive`] writes (at most 32 bytes: the largest byte array), so that a
+/// queue's `put` of one needs no other buffer.
+#[derive(Debug)]
+pub(crate) struct Small {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Small {
+    /// An empty buffer.
+    #[inline]
+    pub(crate) fn new() -> Small {
+        Small {
+            bytes: [0; 32],
+            len: 0,
+        }
+    }
+
+    /// What was written.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Sink for Small {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        self.extend(&[byte]);
+    }
+
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        // Never more than 32 bytes in all (one primitive): a slice index that fails
+        // would be a bug here, not input.
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
 /// Appends `v` as one of bincode's variable-length integers (what the encoder
 /// writes for a `u64`).
 #[inline]
-fn put_varint(v: u64, bytes: &mut Vec<u8>) {
+fn put_varint<S: Sink>(v: u64, bytes: &mut S) {
     if v <= 250 {
         bytes.push(v as u8);
     } else if let Ok(v) = u16::try_from(v) {
         bytes.push(251);
-        bytes.extend_from_slice(&v.to_le_bytes());
+        bytes.extend(&v.to_le_bytes());
     } else if let Ok(v) = u32::try_from(v) {
         bytes.push(252);
-        bytes.extend_from_slice(&v.to_le_bytes());
+        bytes.extend(&v.to_le_bytes());
     } else {
         bytes.push(253);
-        bytes.extend_from_slice(&v.to_le_bytes());
+        bytes.extend(&v.to_le_bytes());
     }
 }
 
@@ -290,6 +351,12 @@ mod tests {
         }
         agrees(i64::MIN);
         agrees(*b"12345678");
+        let mut small = Small::new();
+        assert!(encode_primitive(&[9u8; 32], &mut small));
+        assert_eq!(small.bytes(), &[9u8; 32][..]);
+        let mut small = Small::new();
+        assert!(encode_primitive(&u64::MAX, &mut small));
+        assert_eq!(small.bytes(), &codec::encode(&u64::MAX).unwrap().bytes[..]);
         agrees([7u8; 32]);
         agrees([0u8; 1]);
         agrees(true);

@@ -269,6 +269,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_with(&self, item: &T, patience: Patience) -> std::result::Result<(), Fail> {
+        let mut encoded = small::Small::new();
+        if small::encode_primitive(item, &mut encoded) {
+            return self.raw.put(encoded.bytes(), Vec::new(), patience);
+        }
         with_scratch(&PUT_SCRATCH, |buf| {
             let fds = small::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
             self.raw.put(buf, fds, patience)

@@ -19,13 +19,41 @@ use crate::wire::courier;
 use crate::wire::pages;
 
 use super::layout::{INLINE, SKIP, SPILL};
-use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
+use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until, try_lock_now};
 
 impl RawQueue {
     /// Takes one item: its encoded bytes go to `out` (cleared first), its descriptors
     /// are returned.
+    #[inline]
     pub(crate) fn get(&self, out: &mut Vec<u8>, patience: Patience) -> Result<Vec<OwnedFd>, Fail> {
+        if self.take_plain_now(out) {
+            return Ok(Vec::new());
+        }
         self.take(out, None, patience)
+    }
+
+    /// The common case of `get`, tried first: the consumer lock free and a plain
+    /// record (no descriptors, not spilled) at the head, taken as `try_take` takes it.
+    /// `false` if any of that is not so, having changed nothing: `take` then does it
+    /// all, waiting as its caller allows (and reporting garbage).
+    #[inline]
+    fn take_plain_now(&self, out: &mut Vec<u8>) -> bool {
+        let Some(held) = try_lock_now(&self.header().ring.rx.lock) else {
+            return false;
+        };
+        let ring = self.ring();
+        let head = Word(self.header().ring.head.word.load(Ordering::Relaxed));
+        let tail = ring.tail(head);
+        let Ok(Some(header)) = ring.header(head, tail, |k| k == INLINE) else {
+            return false;
+        };
+        out.clear();
+        ring.read_payload(head, &header, out);
+        ring.release(Ring::after(head, &header));
+        self.give_back();
+        drop(held);
+        self.wake_producers();
+        true
     }
 
     /// Takes up to `max` items (at least one, waiting for it within `patience`) under
@@ -50,6 +78,7 @@ impl RawQueue {
     }
 
     /// `get`, or `get_many` if `batch` holds where the ends go and the most items.
+    #[inline(never)]
     fn take(
         &self,
         out: &mut Vec<u8>,
