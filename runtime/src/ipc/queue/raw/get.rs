@@ -440,6 +440,34 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_paths_leave_a_busy_lock_to_its_holder() {
+        let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
+        let tx = lock(&q.header().ring.tx.lock, Patience::None, "producer").unwrap();
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        // Still held: a second try fails the same way.
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        drop(tx);
+        q.put(b"x", Vec::new(), Patience::None).unwrap();
+        let rx = lock(&q.header().ring.rx.lock, Patience::None, "consumer").unwrap();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            assert!(matches!(
+                q.get(&mut out, Patience::None),
+                Err(Fail::Timeout)
+            ));
+        }
+        drop(rx);
+        q.get(&mut out, Patience::None).unwrap();
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
     fn a_sleeper_finds_an_item_whose_producer_never_woke_it() {
         let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
         std::thread::scope(|s| {

@@ -132,7 +132,12 @@ pub(super) fn lock<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Opt
 /// its holder (the fast paths' first try, which fall back to `lock`).
 #[inline(always)]
 pub(super) fn try_lock_now(lock: &RawLock) -> Option<Held<'_>> {
-    lock.try_lock().then_some(Held(lock))
+    // Not `then_some(Held(..))`: that makes a `Held` either way, whose drop unlocks.
+    if lock.try_lock() {
+        Some(Held(lock))
+    } else {
+        None
+    }
 }
 
 /// `lock` once the word was found taken.
