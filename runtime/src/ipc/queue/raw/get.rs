@@ -168,6 +168,15 @@ impl RawQueue {
             _ => return self.try_take(out),
         }
         out.clear();
+        // Room for what is there now, at most (the count is the peer's word: bounded),
+        // so that the loop's pushes do not grow the buffers item by item.
+        ends.reserve(
+            max.min(Ring::items(head, tail) as usize)
+                .min(BATCH_RESERVE / 16),
+        );
+        if let Ok(used) = ring.used(head, tail) {
+            out.reserve((used as usize).min(BATCH_RESERVE));
+        }
         while ends.len() < max {
             if head.pos() == tail.pos() {
                 tail = ring.fresh_tail();
@@ -310,6 +319,9 @@ enum Taken {
     /// It was never sent.
     Missing,
 }
+
+/// The most bytes a batch take reserves for its items before it reads them.
+const BATCH_RESERVE: usize = 1 << 20;
 
 /// Bytes copied between two looks at the deadline.
 const COPY_CHUNK: usize = 8 << 20;
