@@ -389,23 +389,33 @@ impl<'a> Ring<'a> {
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.
     #[inline(always)]
     pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
-        let len = (header.len as usize).min(self.size as usize);
-        let at = head.pos().wrapping_add(RECORD_HEADER);
-        if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
-            // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
-            // caller checked the record against the bytes in use.
-            let (low, high) = self.load_pair(at);
-            let mut block = [0u8; 16];
-            block[..8].copy_from_slice(&low.to_ne_bytes());
-            block[8..].copy_from_slice(&high.to_ne_bytes());
+        if let Some(block) = self.small_payload(head, header) {
             // The whole block, then cut: a copy of a constant length is two moves,
             // one of `len` bytes a call.
             let start = out.len();
             out.extend_from_slice(&block);
-            out.truncate(start + len);
+            out.truncate(start + header.len as usize);
             return;
         }
-        self.read_large(at, len, out);
+        let len = (header.len as usize).min(self.size as usize);
+        self.read_large(head.pos().wrapping_add(RECORD_HEADER), len, out);
+    }
+
+    /// The payload of the record at `head` (whose header was checked) as one 16-byte
+    /// block, its first `header.len` bytes the payload, if it is 1 to 16 bytes long.
+    #[inline(always)]
+    pub(crate) fn small_payload(&self, head: Word, header: &RecordHeader) -> Option<[u8; 16]> {
+        let at = head.pos().wrapping_add(RECORD_HEADER);
+        let at = self
+            .whole(at, 16)
+            .filter(|_| (1..=16).contains(&header.len))?;
+        // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
+        // caller checked the record against the bytes in use.
+        let (low, high) = self.load_pair(at);
+        let mut block = [0u8; 16];
+        block[..8].copy_from_slice(&low.to_ne_bytes());
+        block[8..].copy_from_slice(&high.to_ne_bytes());
+        Some(block)
     }
 
     /// `read_payload` of a payload that is not one 16-byte block.

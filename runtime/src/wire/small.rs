@@ -203,6 +203,32 @@ fn put_varint<S: Sink>(v: u64, bytes: &mut S) {
     }
 }
 
+/// Whether `T` is one of the primitives this fast path decodes directly (their
+/// encodings are at most 32 bytes; most, 1 to 9).
+#[inline]
+pub(crate) fn is_primitive<T>() -> bool {
+    macro_rules! any {
+        ($($t:ty),*) => { false $(|| unty::type_equal::<T, $t>())* };
+    }
+    any!(
+        u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, bool, f32, f64
+    ) || (std::mem::size_of::<T>() <= 32 && is_byte_array::<T>())
+}
+
+/// Whether `T` is `[u8; N]` for an `N` of 1 to 32.
+#[inline]
+fn is_byte_array<T>() -> bool {
+    macro_rules! arrays {
+        ($($n:literal)*) => {
+            match std::mem::size_of::<T>() {
+                $($n => unty::type_equal::<T, [u8; $n]>(),)*
+                _ => false,
+            }
+        };
+    }
+    arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+}
+
 /// `bytes` as a `T` if `T` is a primitive and `bytes` is exactly its canonical
 /// encoding; `None` otherwise (for the general path to decode or refuse).
 #[inline]
@@ -321,6 +347,7 @@ mod tests {
         assert_eq!(bytes, general.bytes);
         assert_eq!(decode::<T>(&bytes, Vec::new()).unwrap(), value);
         assert_eq!(decode_primitive::<T>(&bytes), Some(value));
+        assert!(is_primitive::<T>());
     }
 
     #[test]
@@ -373,6 +400,8 @@ mod tests {
         assert_eq!(decode_primitive::<u16>(&[252, 0, 0, 1, 0]), None);
         assert_eq!(decode_primitive::<bool>(&[2]), None);
         assert_eq!(decode_primitive::<String>(&[0]), None);
+        assert!(!is_primitive::<String>() && !is_primitive::<[u8; 33]>());
+        assert!(!is_primitive::<(u8, u8)>() && !is_primitive::<[u16; 2]>());
         // And the general path reports what is wrong.
         let err = decode::<u64>(&[5, 0], Vec::new()).unwrap_err();
         assert_eq!(err.kind(), crate::CodecErrorKind::TrailingBytes);

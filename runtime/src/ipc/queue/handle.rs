@@ -318,6 +318,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_with(&self, patience: Patience) -> std::result::Result<T, Fail> {
+        // A primitive of at most 16 bytes encodes into at most 16 (a varint of a
+        // `u64` is 9): one block of the ring, read without a buffer.
+        if std::mem::size_of::<T>() <= 16 && small::is_primitive::<T>() {
+            if let Some((block, len)) = self.raw.get_small_now() {
+                return small::decode(&block[..len], Vec::new())
+                    .map_err(|e| Fail::Failed(e.into()));
+            }
+        }
         with_scratch(&GET_SCRATCH, |buf| {
             let fds: Vec<OwnedFd> = self.raw.get(buf, patience)?;
             small::decode(buf, fds).map_err(|e| Fail::Failed(e.into()))

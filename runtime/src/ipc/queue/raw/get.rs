@@ -32,6 +32,24 @@ impl RawQueue {
         self.take(out, None, patience)
     }
 
+    /// `get` of an item of 1 to 16 encoded bytes without descriptors, if the consumer
+    /// lock is free and that is what is at the head: its bytes, in a 16-byte block,
+    /// and their count. `None` otherwise, having changed nothing (for `get`).
+    #[inline]
+    pub(crate) fn get_small_now(&self) -> Option<([u8; 16], usize)> {
+        let held = try_lock_now(&self.header().ring.rx.lock)?;
+        let ring = self.ring();
+        let head = Word(self.header().ring.head.word.load(Ordering::Relaxed));
+        let tail = ring.tail(head);
+        let header = ring.header(head, tail, |k| k == INLINE).ok()??;
+        let block = ring.small_payload(head, &header)?;
+        ring.release(Ring::after(head, &header));
+        self.give_back();
+        drop(held);
+        self.wake_producers();
+        Some((block, header.len as usize))
+    }
+
     /// The common case of `get`, tried first: the consumer lock free and a plain
     /// record (no descriptors, not spilled) at the head, taken as `try_take` takes it.
     /// `false` if any of that is not so, having changed nothing: `take` then does it
