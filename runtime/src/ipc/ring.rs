@@ -370,6 +370,20 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
+        self.header_in(head, used, valid_kind).map(Some)
+    }
+
+    /// The header of the record at `head`, `used` bytes (not 0) being in use from
+    /// there as [`used`](Self::used) counted them (so that a loop over several records
+    /// need not check the words for each).
+    #[inline(always)]
+    pub(crate) fn header_in(
+        &self,
+        head: Word,
+        used: u32,
+        valid_kind: impl Fn(u32) -> bool,
+    ) -> Result<RecordHeader, Corrupt> {
+        debug_assert!(used > 0 && used % RECORD_HEADER == 0 && head.pos() % RECORD_HEADER == 0);
         // A whole number of 16-byte records is in use (checked by `used`): the header
         // is two aligned words inside the area.
         let (first, seq) = self.load_pair((head.pos() & self.mask()) as usize);
@@ -383,7 +397,7 @@ impl<'a> Ring<'a> {
         if total.is_none_or(|t| t > used) || !valid_kind(header.kind) {
             return Err(bad_record(&header, used, total.is_none_or(|t| t > used)));
         }
-        Ok(Some(header))
+        Ok(header)
     }
 
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.

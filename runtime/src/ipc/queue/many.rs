@@ -75,12 +75,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 while next < items.len() && buf.len() < BATCH_BYTES && ends.len() < BATCH_ITEMS {
                     let start = buf.len();
                     let item = &items[next];
-                    let encoded = if small::encode_primitive(item, buf) {
-                        Ok(Vec::new())
-                    } else {
-                        encoder.encode_into(item, buf)
-                    };
-                    match encoded {
+                    // A primitive: at most 32 bytes, which any ring takes inline.
+                    if small::encode_primitive(item, buf) {
+                        ends.push(buf.len());
+                        next += 1;
+                        continue;
+                    }
+                    match encoder.encode_into(item, buf) {
                         Ok(fds) if fds.is_empty() && self.raw.fits_inline(buf.len() - start) => {
                             ends.push(buf.len());
                             next += 1;

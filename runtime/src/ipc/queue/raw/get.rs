@@ -192,21 +192,30 @@ impl RawQueue {
             max.min(Ring::items(head, tail) as usize)
                 .min(BATCH_RESERVE / 16),
         );
-        if let Ok(used) = ring.used(head, tail) {
-            out.reserve((used as usize).min(BATCH_RESERVE));
-        }
+        // The bytes in use from `head`, counted down record by record: the words are
+        // checked once per read of the tail, not once per record.
+        let mut used = ring.used(head, tail).unwrap_or(0);
+        out.reserve((used as usize).min(BATCH_RESERVE));
         while ends.len() < max {
-            if head.pos() == tail.pos() {
+            if used == 0 {
                 tail = ring.fresh_tail();
+                used = match ring.used(head, tail) {
+                    Ok(used) if used > 0 => used,
+                    // Nothing more, or garbage: the next take reports it.
+                    _ => break,
+                };
             }
             // Anything but a plain record ends the batch: the next take deals with it
             // (garbage included, which it then reports).
-            let Ok(Some(header)) = ring.header(head, tail, |k| k == INLINE) else {
+            let Ok(header) = ring.header_in(head, used, |k| k == INLINE) else {
                 break;
             };
             ring.read_payload(head, &header, out);
             ends.push(out.len());
-            head = Ring::after(head, &header);
+            let next = Ring::after(head, &header);
+            // Within `used` (checked by `header_in`).
+            used -= next.pos().wrapping_sub(head.pos());
+            head = next;
         }
         ring.release_batch(head);
         Ok(Took::Item(Vec::new()))
