@@ -144,6 +144,7 @@ impl RawQueue {
     }
 
     /// With the producer lock held: writes and publishes the record if it may.
+    #[inline(always)]
     pub(super) fn try_write(
         &self,
         kind: u32,
