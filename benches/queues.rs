@@ -28,6 +28,12 @@
 //! 5. Python, through `python3 benches/python/queues_bench.py` ("n/a" without
 //!    `python3`).
 //!
+//! For instruction counts, `queues --callgrind single|batch|single8|batch8 <n>` (the bench binary,
+//! run directly under `valgrind --tool=callgrind`) puts and gets `n` `u64`s in one
+//! process (`[u8; 8]`s for the modes ending in 8), one at a time or 256 at a time, and measures nothing itself: the
+//! difference between two runs of different `n`, divided by the difference in `n`,
+//! is the count per item, without the setup.
+//!
 //! `cargo bench --bench queues -- <word>` runs only the measurements whose name
 //! contains the word (and no Python).
 //!
@@ -57,6 +63,8 @@ use serde_bytes::ByteBuf;
 
 /// The first argument of this binary run as a floor's child.
 const FLOOR_ARG: &str = "--floor";
+/// The first argument of this binary run as a loop for `valgrind --tool=callgrind`.
+const CALLGRIND_ARG: &str = "--callgrind";
 const RUNS: usize = 7;
 /// How long one run should last.
 const RUN_TIME: Duration = Duration::from_millis(200);
@@ -568,6 +576,52 @@ fn floor_shm_pingpong(n: u64, ours_cpu: usize, their_cpu: usize) -> Duration {
 }
 
 /// The floor's child: `--floor <what> <args..>`.
+/// `--callgrind single|batch|single8|batch8 <n>`: puts and gets `n` items in this
+/// one process (`u64`s; `[u8; 8]`s for the modes ending in 8).
+fn callgrind_main(args: &[OsString]) {
+    let mode = args.first().and_then(|a| a.to_str()).unwrap_or("single");
+    let n: u64 = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let sum = match mode {
+        "single8" => put_get_loop(n, false, u64::to_le_bytes, u64::from_le_bytes),
+        "batch8" => put_get_loop(n, true, u64::to_le_bytes, u64::from_le_bytes),
+        "batch" => put_get_loop(n, true, |i| i, |i| i),
+        _ => put_get_loop(n, false, |i| i, |i| i),
+    };
+    assert_eq!(sum, (0..n).fold(0u64, u64::wrapping_add));
+}
+
+/// Puts and gets `n` items made of `0..n` by `make`, one at a time or [`BATCH`] at a
+/// time; the sum of what came out, read back by `read`.
+fn put_get_loop<T>(n: u64, batch: bool, make: fn(u64) -> T, read: fn(T) -> u64) -> u64
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let q = Queue::<T>::new().expect("a queue");
+    let mut sum = 0u64;
+    if batch {
+        let mut out = Vec::with_capacity(BATCH as usize);
+        let mut i = 0;
+        while i < n {
+            let end = (i + BATCH).min(n);
+            q.put_many((i..end).map(make)).expect("put_many");
+            out.clear();
+            q.get_many(&mut out, BATCH as usize).expect("get_many");
+            sum = out.drain(..).fold(sum, |s, v| s.wrapping_add(read(v)));
+            i = end;
+        }
+    } else {
+        for i in 0..n {
+            q.put(make(i)).expect("put");
+            sum = sum.wrapping_add(read(q.get().expect("get")));
+        }
+    }
+    sum
+}
+
 fn floor_main(args: &[OsString]) {
     let arg = |i: usize| -> String {
         args.get(i)
@@ -691,6 +745,10 @@ fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == FLOOR_ARG) {
         floor_main(&args[2..]);
+        return;
+    }
+    if args.get(1).is_some_and(|a| a == CALLGRIND_ARG) {
+        callgrind_main(&args[2..]);
         return;
     }
     // `cargo bench` passes `--bench`; a word that is not an option keeps only the

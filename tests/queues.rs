@@ -563,3 +563,112 @@ fn joinable_queue_counts_each_item_of_a_batch_as_a_task() {
     assert_eq!(got, (0..500).map(|x| x * 10).collect::<Vec<_>>());
     assert_eq!(worker.join().unwrap(), 0);
 }
+
+/// The edges of the variable-length integer encoding, and the extremes.
+const EDGES: [u64; 9] = [
+    0,
+    1,
+    250,
+    251,
+    0xffff,
+    0x1_0000,
+    0xffff_ffff,
+    1 << 32,
+    u64::MAX,
+];
+
+/// Puts the edge values of each primitive type the codec writes directly, one at a
+/// time and with `put_many`, then a value that holds a handle among plain ones.
+#[multiproc::worker]
+fn put_primitives(
+    ints: Queue<u64>,
+    signed: Queue<i32>,
+    floats: Queue<f64>,
+    flags: Queue<bool>,
+    arrays: Queue<[u8; 8]>,
+    holding: Queue<(u64, Option<Queue<u64>>)>,
+) {
+    for v in EDGES {
+        ints.put(v).unwrap_or_else(|e| panic!("put: {e}"));
+    }
+    ints.put_many(EDGES)
+        .unwrap_or_else(|e| panic!("put_many: {e}"));
+    let signed_edges = EDGES.map(|v| v as i32).into_iter().chain([i32::MIN, -1]);
+    signed
+        .put_many(signed_edges)
+        .unwrap_or_else(|e| panic!("put_many: {e}"));
+    for v in EDGES {
+        floats
+            .put(v as f64 / 3.0)
+            .unwrap_or_else(|e| panic!("put: {e}"));
+        arrays
+            .put(v.to_le_bytes())
+            .unwrap_or_else(|e| panic!("put: {e}"));
+    }
+    flags
+        .put_many([true, false, true])
+        .unwrap_or_else(|e| panic!("put_many: {e}"));
+    let inner = Queue::new().unwrap_or_else(|e| panic!("queue: {e}"));
+    inner.put(42).unwrap_or_else(|e| panic!("put: {e}"));
+    holding
+        .put_many([(1, None), (2, Some(inner)), (3, None)])
+        .unwrap_or_else(|e| panic!("put_many: {e}"));
+}
+
+#[test]
+fn primitives_cross_whole_and_a_handle_among_them_keeps_its_descriptor() {
+    let (ints, signed, floats, flags, arrays, holding) = (
+        Queue::new().unwrap(),
+        Queue::new().unwrap(),
+        Queue::new().unwrap(),
+        Queue::new().unwrap(),
+        Queue::new().unwrap(),
+        Queue::new().unwrap(),
+    );
+    let p = put_primitives::spawn(
+        ints.clone(),
+        signed.clone(),
+        floats.clone(),
+        flags.clone(),
+        arrays.clone(),
+        holding.clone(),
+    )
+    .unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(0));
+    let singles: Vec<u64> = EDGES.iter().map(|_| ints.get().unwrap()).collect();
+    assert_eq!(singles, EDGES);
+    let mut batch = Vec::new();
+    while batch.len() < EDGES.len() {
+        ints.get_many(&mut batch, 100).unwrap();
+    }
+    assert_eq!(batch, EDGES);
+    let mut got = Vec::new();
+    while got.len() < EDGES.len() + 2 {
+        signed.get_many(&mut got, 3).unwrap();
+    }
+    let expected: Vec<i32> = EDGES
+        .map(|v| v as i32)
+        .into_iter()
+        .chain([i32::MIN, -1])
+        .collect();
+    assert_eq!(got, expected);
+    for v in EDGES {
+        assert_eq!(floats.get().unwrap().to_bits(), (v as f64 / 3.0).to_bits());
+        assert_eq!(arrays.get().unwrap(), v.to_le_bytes());
+    }
+    assert_eq!(
+        flags.drain().collect::<Result<Vec<_>, _>>().unwrap(),
+        [true, false, true]
+    );
+    let mut items = Vec::new();
+    while items.len() < 3 {
+        holding.get_many(&mut items, 10).unwrap();
+    }
+    let tags: Vec<u64> = items.iter().map(|(tag, _)| *tag).collect();
+    assert_eq!(tags, [1, 2, 3]);
+    // The queue inside the second item works in this process: its descriptor came.
+    let inner = items[1].1.as_ref().expect("the item holding a queue");
+    assert_eq!(inner.get_timeout(Duration::from_secs(10)).unwrap(), 42);
+    assert!(ints.try_get().unwrap_err().is_empty());
+    assert!(holding.try_get().unwrap_err().is_empty());
+}

@@ -185,14 +185,23 @@ impl<'a> Ring<'a> {
     pub(crate) fn used(&self, head: Word, tail: Word) -> Result<u32, Corrupt> {
         let used = tail.pos().wrapping_sub(head.pos());
         if used > self.size || used % RECORD_HEADER != 0 || head.pos() % RECORD_HEADER != 0 {
-            return Err(Corrupt(format!(
-                "positions {} and {} are {used} bytes apart in a ring of {}",
-                head.pos(),
-                tail.pos(),
-                self.size
-            )));
+            return Err(self.apart(head, tail));
         }
         Ok(used)
+    }
+
+    /// What `used` says of words that do not describe the ring: out of line, so that
+    /// the checks inline into every fast path without the message's formatting.
+    #[cold]
+    #[inline(never)]
+    fn apart(&self, head: Word, tail: Word) -> Corrupt {
+        Corrupt(format!(
+            "positions {} and {} are {} bytes apart in a ring of {}",
+            head.pos(),
+            tail.pos(),
+            tail.pos().wrapping_sub(head.pos()),
+            self.size
+        ))
     }
 
     /// The items between `head` and `tail` (as counted by the two words).
@@ -205,15 +214,23 @@ impl<'a> Ring<'a> {
 
     /// The free bytes for a producer at `tail`, reading the consumer's `head` only if
     /// the last one seen leaves less than `wanted`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, tail: Word, wanted: u32) -> Result<u32, Corrupt> {
         let seen = Word(self.ctl.tx.seen.load(Ordering::Relaxed));
-        if let Ok(used) = self.used(seen, tail) {
+        let used = tail.pos().wrapping_sub(seen.pos());
+        // `used`'s checks, without its error: a bad view is looked at again below.
+        if used <= self.size && (used | seen.pos()) % RECORD_HEADER == 0 {
             let free = self.size - used;
             if free >= wanted {
                 return Ok(free);
             }
         }
+        self.fresh_free(tail)
+    }
+
+    /// `free` once the last view of `head` leaves too little: reads `head`.
+    #[inline(never)]
+    fn fresh_free(&self, tail: Word) -> Result<u32, Corrupt> {
         let head = Word(self.ctl.head.word.load(Ordering::Acquire));
         self.ctl.tx.seen.store(head.0, Ordering::Relaxed);
         Ok(self.size - self.used(head, tail)?)
@@ -222,7 +239,7 @@ impl<'a> Ring<'a> {
     /// Writes a record at `tail` (which the caller checked has room for
     /// `record_bytes(payload.len())`), without publishing it; returns the word that
     /// publishes it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write(&self, tail: Word, kind: u32, seq: u64, payload: &[u8]) -> Word {
         let len = payload.len() as u32;
         let total = record_bytes(payload.len()).unwrap_or(u32::MAX);
@@ -301,6 +318,7 @@ impl<'a> Ring<'a> {
         note_cpu(&self.ctl.tail.cpu);
     }
 
+    #[inline(never)]
     fn copy_in(&self, pos: u32, bytes: &[u8]) {
         // A record is never larger than the ring (checked by the caller through
         // `free`), so `bytes` is at most `size` long.
@@ -320,10 +338,12 @@ impl<'a> Ring<'a> {
 
     /// The producer's word, reading the producer's line only if the last one seen
     /// shows nothing past `head`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn tail(&self, head: Word) -> Word {
         let seen = Word(self.ctl.rx.seen.load(Ordering::Relaxed));
-        if seen.pos() != head.pos() && self.used(head, seen).is_ok() {
+        let used = seen.pos().wrapping_sub(head.pos());
+        // `used`'s checks, without its error: a bad view is read again.
+        if used != 0 && used <= self.size && (used | head.pos()) % RECORD_HEADER == 0 {
             return seen;
         }
         self.fresh_tail()
@@ -350,6 +370,20 @@ impl<'a> Ring<'a> {
         if used == 0 {
             return Ok(None);
         }
+        self.header_in(head, used, valid_kind).map(Some)
+    }
+
+    /// The header of the record at `head`, `used` bytes (not 0) being in use from
+    /// there as [`used`](Self::used) counted them (so that a loop over several records
+    /// need not check the words for each).
+    #[inline(always)]
+    pub(crate) fn header_in(
+        &self,
+        head: Word,
+        used: u32,
+        valid_kind: impl Fn(u32) -> bool,
+    ) -> Result<RecordHeader, Corrupt> {
+        debug_assert!(used > 0 && used % RECORD_HEADER == 0 && head.pos() % RECORD_HEADER == 0);
         // A whole number of 16-byte records is in use (checked by `used`): the header
         // is two aligned words inside the area.
         let (first, seq) = self.load_pair((head.pos() & self.mask()) as usize);
@@ -360,37 +394,47 @@ impl<'a> Ring<'a> {
             seq,
         };
         let total = record_bytes(header.len as usize);
-        if total.is_none_or(|t| t > used) {
-            return Err(Corrupt(format!(
-                "a record of {} bytes where {used} are in use",
-                header.len
-            )));
+        if total.is_none_or(|t| t > used) || !valid_kind(header.kind) {
+            return Err(bad_record(&header, used, total.is_none_or(|t| t > used)));
         }
-        if !valid_kind(header.kind) {
-            return Err(Corrupt(format!("a record of unknown kind {}", header.kind)));
-        }
-        Ok(Some(header))
+        Ok(header)
     }
 
     /// Appends the payload of the record at `head` (whose header was checked) to `out`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_payload(&self, head: Word, header: &RecordHeader, out: &mut Vec<u8>) {
-        let len = (header.len as usize).min(self.size as usize);
-        let at = head.pos().wrapping_add(RECORD_HEADER);
-        if let Some(at) = self.whole(at, 16).filter(|_| (1..=16).contains(&len)) {
-            // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
-            // caller checked the record against the bytes in use.
-            let (low, high) = self.load_pair(at);
-            let mut block = [0u8; 16];
-            block[..8].copy_from_slice(&low.to_ne_bytes());
-            block[8..].copy_from_slice(&high.to_ne_bytes());
+        if let Some(block) = self.small_payload(head, header) {
             // The whole block, then cut: a copy of a constant length is two moves,
             // one of `len` bytes a call.
             let start = out.len();
             out.extend_from_slice(&block);
-            out.truncate(start + len);
+            out.truncate(start + header.len as usize);
             return;
         }
+        let len = (header.len as usize).min(self.size as usize);
+        self.read_large(head.pos().wrapping_add(RECORD_HEADER), len, out);
+    }
+
+    /// The payload of the record at `head` (whose header was checked) as one 16-byte
+    /// block, its first `header.len` bytes the payload, if it is 1 to 16 bytes long.
+    #[inline(always)]
+    pub(crate) fn small_payload(&self, head: Word, header: &RecordHeader) -> Option<[u8; 16]> {
+        let at = head.pos().wrapping_add(RECORD_HEADER);
+        let at = self
+            .whole(at, 16)
+            .filter(|_| (1..=16).contains(&header.len))?;
+        // Inside the record: a payload of 1 to 16 bytes is padded to 16, and the
+        // caller checked the record against the bytes in use.
+        let (low, high) = self.load_pair(at);
+        let mut block = [0u8; 16];
+        block[..8].copy_from_slice(&low.to_ne_bytes());
+        block[8..].copy_from_slice(&high.to_ne_bytes());
+        Some(block)
+    }
+
+    /// `read_payload` of a payload that is not one 16-byte block.
+    #[inline(never)]
+    fn read_large(&self, at: u32, len: usize, out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + len, 0);
         self.copy_out(at, &mut out[start..]);
@@ -418,6 +462,7 @@ impl<'a> Ring<'a> {
         note_cpu(&self.ctl.head.cpu);
     }
 
+    #[inline(never)]
     fn copy_out(&self, pos: u32, out: &mut [u8]) {
         let len = out.len().min(self.size as usize);
         let at = (pos & self.mask()) as usize;
@@ -429,6 +474,21 @@ impl<'a> Ring<'a> {
             copy_from_shared(self.data.add(at), start);
             copy_from_shared(self.data, end);
         }
+    }
+}
+
+/// What `header` says of a record that does not fit the bytes in use (`too_long`) or
+/// is of a kind the caller does not take (out of line, as `apart`).
+#[cold]
+#[inline(never)]
+fn bad_record(header: &RecordHeader, used: u32, too_long: bool) -> Corrupt {
+    if too_long {
+        Corrupt(format!(
+            "a record of {} bytes where {used} are in use",
+            header.len
+        ))
+    } else {
+        Corrupt(format!("a record of unknown kind {}", header.kind))
     }
 }
 
@@ -473,112 +533,4 @@ pub(crate) fn ring_size_for(bytes: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A ring in private memory: the data area is 16-byte blocks, so it is aligned as
-    /// a ring's must be.
-    struct Owned {
-        ctl: Box<RingControl>,
-        data: Vec<u128>,
-    }
-
-    impl Owned {
-        fn new(size: usize) -> Owned {
-            Owned {
-                ctl: Box::default(),
-                data: vec![0; size / 16],
-            }
-        }
-
-        fn ring(&mut self) -> Ring<'_> {
-            let size = self.data.len() * 16;
-            // SAFETY: the vector is `size` bytes, a power of two, aligned to 16, and
-            // outlives the ring.
-            unsafe { Ring::new(&self.ctl, self.data.as_mut_ptr().cast(), size) }
-        }
-    }
-
-    fn push(ring: &Ring<'_>, payload: &[u8]) -> bool {
-        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
-        let need = record_bytes(payload.len()).unwrap();
-        if ring.free(tail, need).unwrap() < need {
-            return false;
-        }
-        let next = ring.write(tail, 1, 7, payload);
-        ring.publish(next);
-        true
-    }
-
-    fn pop(ring: &Ring<'_>) -> Option<Vec<u8>> {
-        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
-        let tail = ring.tail(head);
-        let header = ring.header(head, tail, |k| k == 1).unwrap()?;
-        assert_eq!(header.seq, 7);
-        let mut out = Vec::new();
-        ring.read_payload(head, &header, &mut out);
-        ring.release(Ring::after(head, &header));
-        Some(out)
-    }
-
-    #[test]
-    fn records_wrap_around() {
-        let mut owned = Owned::new(4096);
-        let ring = owned.ring();
-        let mut expected = std::collections::VecDeque::new();
-        for i in 0..10_000usize {
-            let payload: Vec<u8> = (0..(i * 37) % 1500).map(|j| (i + j) as u8).collect();
-            while !push(&ring, &payload) {
-                assert_eq!(pop(&ring), expected.pop_front());
-            }
-            expected.push_back(payload);
-        }
-        while let Some(got) = pop(&ring) {
-            assert_eq!(Some(got), expected.pop_front());
-        }
-        assert!(expected.is_empty());
-        let head = Word(ring.ctl.head.word.load(Ordering::Relaxed));
-        let tail = Word(ring.ctl.tail.word.load(Ordering::Relaxed));
-        assert_eq!(Ring::items(head, tail), 0);
-        assert_eq!(tail.count(), 10_000);
-    }
-
-    #[test]
-    fn garbage_is_reported_not_trusted() {
-        let mut owned = Owned::new(4096);
-        {
-            let ring = owned.ring();
-            assert!(push(&ring, b"hello"));
-        }
-        // A length far beyond the ring.
-        let mut block = owned.data[0].to_ne_bytes();
-        block[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        owned.data[0] = u128::from_ne_bytes(block);
-        let ring = owned.ring();
-        let head = Word(0);
-        let tail = ring.fresh_tail();
-        assert!(ring.header(head, tail, |_| true).is_err());
-        // Positions too far apart.
-        assert!(ring.used(Word(0), Word::new(0, 8192)).is_err());
-        // Not aligned.
-        assert!(ring.used(Word(0), Word::new(0, 8)).is_err());
-        // An unknown kind.
-        let mut owned = Owned::new(4096);
-        let ring = owned.ring();
-        assert!(push(&ring, b"x"));
-        let tail = ring.fresh_tail();
-        assert!(ring.header(Word(0), tail, |k| k == 2).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(record_bytes(0), Some(16));
-        assert_eq!(record_bytes(1), Some(32));
-        assert_eq!(record_bytes(16), Some(32));
-        assert_eq!(record_bytes(17), Some(48));
-        assert_eq!(record_bytes(usize::MAX), None);
-        assert_eq!(ring_size_for(0), MIN_RING);
-        assert_eq!(ring_size_for(5000), 8192);
-        assert_eq!(ring_size_for(usize::MAX), MAX_RING);
-    }
-}
+mod tests;

@@ -138,6 +138,14 @@ fn finish_encode(
     Ok(fds)
 }
 
+/// Whether an encode that collects descriptors is running on this thread (a value
+/// serialized inside it must add its handles to that encode's descriptors): what
+/// the small-item fast path (`small.rs`) asks before it encodes without a collector.
+#[inline]
+pub(crate) fn collecting() -> bool {
+    OUTGOING.with(|slot| slot.try_borrow().map_or(true, |slot| slot.is_some()))
+}
+
 /// Encodes one of multiproc's own records, which hold no handles.
 pub(crate) fn encode_record<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut bytes = Vec::new();

@@ -13,3 +13,4 @@ pub(crate) mod frames;
 pub(crate) mod pages;
 pub(crate) mod payload;
 mod portable;
+pub(crate) mod small;

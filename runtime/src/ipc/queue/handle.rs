@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ipc::scratch::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::ipc::wait::{Waitable, Watch};
 use crate::os::sys;
-use crate::wire::codec;
+use crate::wire::small;
 
 /// A first-in, first-out queue shared by any number of processes: Python's
 /// `multiprocessing.Queue`.
@@ -269,8 +269,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_with(&self, item: &T, patience: Patience) -> std::result::Result<(), Fail> {
+        let mut encoded = small::Small::new();
+        if small::encode_primitive(item, &mut encoded) {
+            return self.raw.put(encoded.bytes(), Vec::new(), patience);
+        }
         with_scratch(&PUT_SCRATCH, |buf| {
-            let fds = codec::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
+            let fds = small::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
             self.raw.put(buf, fds, patience)
         })
     }
@@ -314,10 +318,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_with(&self, patience: Patience) -> std::result::Result<T, Fail> {
+        // A primitive of at most 16 bytes encodes into at most 16 (a varint of a
+        // `u64` is 9): one block of the ring, read without a buffer.
+        if std::mem::size_of::<T>() <= 16 && small::is_primitive::<T>() {
+            if let Some((block, len)) = self.raw.get_small_now() {
+                return small::decode(&block[..len], Vec::new())
+                    .map_err(|e| Fail::Failed(e.into()));
+            }
+        }
         with_scratch(&GET_SCRATCH, |buf| {
             let got = self.raw.get_item(buf, patience)?;
             let bytes = got.spilled.as_deref().unwrap_or(buf);
-            codec::decode(bytes, got.fds).map_err(|e| Fail::Failed(e.into()))
+            small::decode(bytes, got.fds).map_err(|e| Fail::Failed(e.into()))
         })
     }
 }
@@ -370,6 +382,7 @@ impl<T> Waitable for Queue<T> {
 mod tests {
     use super::*;
     use crate::ipc::queue::JoinableQueue;
+    use crate::wire::codec;
     use std::time::Instant;
 
     #[test]

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::ipc::error::ChannelError;
 use crate::ipc::scratch::{GET_SCRATCH, PUT_SCRATCH, with_scratch};
 use crate::os::sys;
-use crate::wire::codec;
+use crate::wire::{codec, small};
 
 /// Encoded bytes gathered before a batch is written: enough to pay for the lock and
 /// the wake-up check many times over, little enough that a consumer waits no longer
@@ -74,7 +74,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let mut failed = None;
                 while next < items.len() && buf.len() < BATCH_BYTES && ends.len() < BATCH_ITEMS {
                     let start = buf.len();
-                    match encoder.encode_into(&items[next], buf) {
+                    let item = &items[next];
+                    // A primitive: at most 32 bytes, which any ring takes inline.
+                    if small::encode_primitive(item, buf) {
+                        ends.push(buf.len());
+                        next += 1;
+                        continue;
+                    }
+                    match encoder.encode_into(item, buf) {
                         Ok(fds) if fds.is_empty() && self.raw.fits_inline(buf.len() - start) => {
                             ends.push(buf.len());
                             next += 1;
@@ -207,7 +214,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut start = 0;
             let mut decoded = 0;
             for end in &ends {
-                match codec::decode_record(&buf[start..*end]) {
+                match small::decode(&buf[start..*end], Vec::new()) {
                     Ok(item) => {
                         out.push(item);
                         decoded += 1;

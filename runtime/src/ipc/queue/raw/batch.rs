@@ -98,16 +98,10 @@ impl RawQueue {
                 }
             }
         }
-        let mut wanted = 0u32;
-        let mut start = from;
-        for end in &ends[..room] {
-            wanted = wanted.saturating_add(item_need(end.saturating_sub(start)));
-            start = *end;
-        }
-        let ring_size = u32::try_from(self.ring_size).unwrap_or(u32::MAX);
-        let mut free = ring
-            .free(tail, wanted.min(ring_size))
-            .map_err(Blocked::Corrupt)?;
+        // One pass: the free bytes as last seen, the consumer's word read again only
+        // when the next record does not fit them (`free` counts from `next`, past
+        // the records written and not yet published).
+        let mut free = 0;
         let mut next = tail;
         let mut written = 0;
         let mut start = from;
@@ -115,7 +109,16 @@ impl RawQueue {
             let payload = &bytes[start.min(*end)..*end];
             let need = item_need(payload.len());
             if need > free {
-                break;
+                free = match ring.free(next, need) {
+                    Ok(free) => free,
+                    Err(corrupt) if written == 0 => return Err(Blocked::Corrupt(corrupt)),
+                    // Words that went bad after the first: publish what is written (a
+                    // record is published whole or not at all), the next put reports.
+                    Err(_) => break,
+                };
+                if need > free {
+                    break;
+                }
             }
             next = ring.write(next, INLINE, 0, payload);
             free -= need;

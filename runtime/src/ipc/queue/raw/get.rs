@@ -16,7 +16,7 @@ use crate::wire::pages;
 use crate::wire::payload::Payload;
 
 use super::layout::{INLINE, SKIP, SPILL};
-use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until};
+use super::raw_queue::{Fail, Patience, RawQueue, lock, nap_until, try_lock_now};
 
 impl RawQueue {
     /// Takes one item: its encoded bytes go to `out` (cleared first), its descriptors
@@ -31,8 +31,57 @@ impl RawQueue {
     /// As [`get`](Self::get), but an item that was spilled comes back mapped
     /// ([`Got::spilled`], `out` left empty) rather than copied into `out`: it is decoded
     /// where it is.
+    #[inline]
     pub(crate) fn get_item(&self, out: &mut Vec<u8>, patience: Patience) -> Result<Got, Fail> {
+        if self.take_plain_now(out) {
+            return Ok(Got {
+                fds: Vec::new(),
+                spilled: None,
+            });
+        }
         self.take(out, None, patience)
+    }
+
+    /// `get` of an item of 1 to 16 encoded bytes without descriptors, if the consumer
+    /// lock is free and that is what is at the head: its bytes, in a 16-byte block,
+    /// and their count. `None` otherwise, having changed nothing (for `get`).
+    #[inline]
+    pub(crate) fn get_small_now(&self) -> Option<([u8; 16], usize)> {
+        let held = try_lock_now(&self.header().ring.rx.lock)?;
+        let ring = self.ring();
+        let head = Word(self.header().ring.head.word.load(Ordering::Relaxed));
+        let tail = ring.tail(head);
+        let header = ring.header(head, tail, |k| k == INLINE).ok()??;
+        let block = ring.small_payload(head, &header)?;
+        ring.release(Ring::after(head, &header));
+        self.give_back();
+        drop(held);
+        self.wake_producers();
+        Some((block, header.len as usize))
+    }
+
+    /// The common case of `get`, tried first: the consumer lock free and a plain
+    /// record (no descriptors, not spilled) at the head, taken as `try_take` takes it.
+    /// `false` if any of that is not so, having changed nothing: `take` then does it
+    /// all, waiting as its caller allows (and reporting garbage).
+    #[inline]
+    fn take_plain_now(&self, out: &mut Vec<u8>) -> bool {
+        let Some(held) = try_lock_now(&self.header().ring.rx.lock) else {
+            return false;
+        };
+        let ring = self.ring();
+        let head = Word(self.header().ring.head.word.load(Ordering::Relaxed));
+        let tail = ring.tail(head);
+        let Ok(Some(header)) = ring.header(head, tail, |k| k == INLINE) else {
+            return false;
+        };
+        out.clear();
+        ring.read_payload(head, &header, out);
+        ring.release(Ring::after(head, &header));
+        self.give_back();
+        drop(held);
+        self.wake_producers();
+        true
     }
 
     /// Takes up to `max` items (at least one, waiting for it within `patience`) under
@@ -58,6 +107,7 @@ impl RawQueue {
     }
 
     /// `get`, or `get_many` if `batch` holds where the ends go and the most items.
+    #[inline(never)]
     fn take(
         &self,
         out: &mut Vec<u8>,
@@ -146,18 +196,36 @@ impl RawQueue {
             _ => return self.try_take(out),
         }
         out.clear();
+        // Room for what is there now, at most (the count is the peer's word: bounded),
+        // so that the loop's pushes do not grow the buffers item by item.
+        ends.reserve(
+            max.min(Ring::items(head, tail) as usize)
+                .min(BATCH_RESERVE / 16),
+        );
+        // The bytes in use from `head`, counted down record by record: the words are
+        // checked once per read of the tail, not once per record.
+        let mut used = ring.used(head, tail).unwrap_or(0);
+        out.reserve((used as usize).min(BATCH_RESERVE));
         while ends.len() < max {
-            if head.pos() == tail.pos() {
+            if used == 0 {
                 tail = ring.fresh_tail();
+                used = match ring.used(head, tail) {
+                    Ok(used) if used > 0 => used,
+                    // Nothing more, or garbage: the next take reports it.
+                    _ => break,
+                };
             }
             // Anything but a plain record ends the batch: the next take deals with it
             // (garbage included, which it then reports).
-            let Ok(Some(header)) = ring.header(head, tail, |k| k == INLINE) else {
+            let Ok(header) = ring.header_in(head, used, |k| k == INLINE) else {
                 break;
             };
             ring.read_payload(head, &header, out);
             ends.push(out.len());
-            head = Ring::after(head, &header);
+            let next = Ring::after(head, &header);
+            // Within `used` (checked by `header_in`).
+            used -= next.pos().wrapping_sub(head.pos());
+            head = next;
         }
         ring.release_batch(head);
         Ok(Took::Item(Vec::new()))
@@ -299,6 +367,9 @@ pub(crate) struct Got {
     pub(crate) spilled: Option<Payload>,
 }
 
+/// The most bytes a batch take reserves for its items before it reads them.
+const BATCH_RESERVE: usize = 1 << 20;
+
 impl Got {
     /// Copies the bytes of a spilled item into `out` (which holds nothing then): one
     /// copy out of the mapping into a buffer that is not zero-filled first.
@@ -387,6 +458,34 @@ mod tests {
         assert_eq!(q.put_many(b"dd", 0, &[1, 2], Patience::None).unwrap(), 2);
         q.get_many(&mut out, &mut ends, 10, Patience::None).unwrap();
         assert_eq!((&out[..], &ends[..]), (&b"dd"[..], &[1, 2][..]));
+    }
+
+    #[test]
+    fn the_fast_paths_leave_a_busy_lock_to_its_holder() {
+        let q = RawQueue::new(4096, 0, 0, Flavor::Queue).unwrap();
+        let tx = lock(&q.header().ring.tx.lock, Patience::None, "producer").unwrap();
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        // Still held: a second try fails the same way.
+        assert!(matches!(
+            q.put(b"x", Vec::new(), Patience::None),
+            Err(Fail::Timeout)
+        ));
+        drop(tx);
+        q.put(b"x", Vec::new(), Patience::None).unwrap();
+        let rx = lock(&q.header().ring.rx.lock, Patience::None, "consumer").unwrap();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            assert!(matches!(
+                q.get(&mut out, Patience::None),
+                Err(Fail::Timeout)
+            ));
+        }
+        drop(rx);
+        q.get(&mut out, Patience::None).unwrap();
+        assert_eq!(out, b"x");
     }
 
     #[test]

@@ -67,12 +67,14 @@ const GIVE_BACK_WAIT: Duration = Duration::from_millis(100);
 
 impl RawQueue {
     /// Whether the ring grows beyond its resident part.
+    #[inline]
     pub(super) fn grows(&self) -> bool {
         self.resident < self.ring_size
     }
 
     /// The bytes given back at a time: a quarter of the resident part, within 4 KiB
     /// and 1 MiB.
+    #[inline]
     fn chunk(&self) -> u32 {
         (self.resident / 4).clamp(PAGE as usize, 1 << 20) as u32
     }
@@ -149,6 +151,7 @@ impl RawQueue {
 
     /// With the consumer lock held, after a take: gives back the memory read beyond
     /// the resident part, and rewinds an empty ring that ran past half of it.
+    #[inline]
     pub(super) fn give_back(&self) {
         if !self.grows() {
             return;
@@ -160,11 +163,22 @@ impl RawQueue {
         let beyond = (head.pos() & (self.ring_size as u32 - 1)) as usize >= self.resident / 2;
         // The last view of the tail first: the producers' line is read only when the
         // queue looks empty, as the next take would read it anyway.
-        if beyond
-            && Word(ctl.rx.seen.load(Ordering::Relaxed)).pos() == head.pos()
-            && self.ring().fresh_tail().pos() == head.pos()
-            && self.rewind(head)
-        {
+        let looks_empty = Word(ctl.rx.seen.load(Ordering::Relaxed)).pos() == head.pos();
+        // Most takes: no rewind to try, and no whole chunk behind the head since the
+        // last one given back (what `punch_behind` looks at first).
+        let chunk = self.chunk();
+        let punched = self.header().grow.punched.load(Ordering::Relaxed) as u32;
+        if !(beyond && looks_empty) && (head.pos() & !(chunk - 1)).wrapping_sub(punched) < chunk {
+            return;
+        }
+        self.give_back_now(head, beyond && looks_empty);
+    }
+
+    /// `give_back` once it may have work: a rewind to try if `may_rewind`, memory
+    /// to give back.
+    #[inline(never)]
+    fn give_back_now(&self, head: Word, may_rewind: bool) {
+        if may_rewind && self.ring().fresh_tail().pos() == head.pos() && self.rewind(head) {
             return;
         }
         self.punch_behind(head);

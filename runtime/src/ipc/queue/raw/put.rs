@@ -15,16 +15,51 @@ use crate::os::sys;
 use crate::wire::codec::MAX_MESSAGE_LEN;
 
 use super::layout::{INLINE, INLINE_FDS, SPILL};
-use super::raw_queue::{Fail, Patience, RawQueue, nap_until};
+use super::raw_queue::{Fail, Patience, RawQueue, nap_until, try_lock_now};
 
 impl RawQueue {
     /// Queues one encoded item with its descriptors.
+    #[inline]
     pub(crate) fn put(
         &self,
         bytes: &[u8],
         fds: Vec<OwnedFd>,
         patience: Patience,
     ) -> Result<(), Fail> {
+        if fds.is_empty() {
+            if let Some(done) = self.put_plain_now(bytes) {
+                return done;
+            }
+        }
+        self.put_general(bytes, fds, patience)
+    }
+
+    /// The common case of `put`, tried first: an item without descriptors that fits
+    /// the ring inline, the producer lock free, and room for it without growing the
+    /// ring. `None` if any of that is not so, having changed nothing: `put_general`
+    /// then does it all, waiting as its caller allows.
+    #[inline]
+    fn put_plain_now(&self, bytes: &[u8]) -> Option<Result<(), Fail>> {
+        let need = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.resident / 2)?;
+        let held = try_lock_now(&self.header().ring.tx.lock)?;
+        if self.would_grow(need) {
+            return None;
+        }
+        match self.try_write(INLINE, bytes, need, &[]) {
+            Ok(Written::Yes) => {
+                drop(held);
+                self.wake_consumers();
+                Some(Ok(()))
+            }
+            Ok(Written::Closed) => Some(Err(Fail::Closed)),
+            // Garbage to recover from, or no room: the general path's work.
+            _ => None,
+        }
+    }
+
+    /// `put`, whatever the item and the state of the queue.
+    #[inline(never)]
+    fn put_general(&self, bytes: &[u8], fds: Vec<OwnedFd>, patience: Patience) -> Result<(), Fail> {
         if bytes.len() > MAX_MESSAGE_LEN {
             return Err(Fail::Failed(
                 crate::wire::error::CodecError::new(
@@ -109,6 +144,7 @@ impl RawQueue {
     }
 
     /// With the producer lock held: writes and publishes the record if it may.
+    #[inline(always)]
     pub(super) fn try_write(
         &self,
         kind: u32,

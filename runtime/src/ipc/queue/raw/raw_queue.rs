@@ -128,6 +128,18 @@ pub(super) fn lock<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Opt
     lock_contended(lock, patience, what)
 }
 
+/// Takes a ring lock if it is free right now; `None` otherwise, without looking at
+/// its holder (the fast paths' first try, which fall back to `lock`).
+#[inline(always)]
+pub(super) fn try_lock_now(lock: &RawLock) -> Option<Held<'_>> {
+    // Not `then_some(Held(..))`: that makes a `Held` either way, whose drop unlocks.
+    if lock.try_lock() {
+        Some(Held(lock))
+    } else {
+        None
+    }
+}
+
 /// `lock` once the word was found taken.
 #[inline(never)]
 fn lock_contended<'a>(lock: &'a RawLock, patience: Patience, what: &str) -> Option<Held<'a>> {
