@@ -13,6 +13,7 @@ use crate::process::bootstrap::Bootstrap;
 use crate::process::report::Report;
 use crate::wire::codec::{self, PortableFd};
 use crate::wire::frames::{Frame, FrameReader};
+use crate::wire::small;
 
 /// A byte buffer that asks for `deserialize_byte_buf`, as `serde_bytes` does.
 #[derive(Debug, PartialEq)]
@@ -108,11 +109,62 @@ fn round_trip<T: Serialize + DeserializeOwned + Debug>(
     }
 }
 
-/// The codec's records (`codec::decode_record`): the first byte picks a type.
+/// The queue's fast path for primitives (`small::decode`, `small::encode_into`) against
+/// the general codec: the same value or an error for the same bytes, and the same bytes
+/// for the value (floats compared by their bits: NaN differs from itself).
+fn small_agrees<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8], same: fn(&T, &T) -> bool) {
+    let fast = small::decode::<T>(bytes, Vec::new());
+    let general = codec::decode::<T>(bytes, Vec::new());
+    match (&fast, &general) {
+        (Ok(a), Ok(b)) => assert!(same(a, b), "fast path {a:?}, general {b:?}"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("fast path {fast:?}, general {general:?} for {bytes:?}"),
+    }
+    if let Ok(value) = fast {
+        let mut quick = Vec::new();
+        let fds = small::encode_into(&value, &mut quick).expect("a decoded value encodes");
+        assert!(fds.is_empty());
+        assert_eq!(
+            Some(quick),
+            codec::encode(&value).ok().map(|e| e.bytes),
+            "the fast path's encoding differs from the codec's"
+        );
+    }
+}
+
+/// Runs [`small_agrees`] for the primitive type `which` picks.
+fn small_primitives(which: u8, bytes: &[u8]) {
+    fn eq<T: PartialEq>(a: &T, b: &T) -> bool {
+        a == b
+    }
+    match which % 16 {
+        0 => small_agrees::<u8>(bytes, eq),
+        1 => small_agrees::<u16>(bytes, eq),
+        2 => small_agrees::<u32>(bytes, eq),
+        3 => small_agrees::<u64>(bytes, eq),
+        4 => small_agrees::<usize>(bytes, eq),
+        5 => small_agrees::<i8>(bytes, eq),
+        6 => small_agrees::<i16>(bytes, eq),
+        7 => small_agrees::<i32>(bytes, eq),
+        8 => small_agrees::<i64>(bytes, eq),
+        9 => small_agrees::<isize>(bytes, eq),
+        10 => small_agrees::<bool>(bytes, eq),
+        11 => small_agrees::<f32>(bytes, |a, b| a.to_bits() == b.to_bits()),
+        12 => small_agrees::<f64>(bytes, |a, b| a.to_bits() == b.to_bits()),
+        13 => small_agrees::<[u8; 1]>(bytes, eq),
+        14 => small_agrees::<[u8; 8]>(bytes, eq),
+        _ => small_agrees::<[u8; 32]>(bytes, eq),
+    }
+}
+
+/// The codec's records (`codec::decode_record`): the first byte picks a type. The same
+/// bytes also go through the queue's fast path for primitives, checked against the
+/// general codec ([`small_agrees`]).
 pub fn codec_record(data: &[u8]) {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
+    small_primitives(which / 9, bytes);
     match which % 9 {
         0 => round_trip::<String>(bytes, Some(PartialEq::eq)),
         1 => round_trip::<Bytes>(bytes, Some(PartialEq::eq)),
@@ -208,6 +260,31 @@ pub fn report(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_for_primitives_agrees_with_the_codec() {
+        // Canonical encodings, the varint markers at their edges, non-canonical and
+        // truncated forms, and trailing bytes, for every primitive type.
+        let inputs: [&[u8]; 12] = [
+            &[],
+            &[0],
+            &[250],
+            &[251, 0xff, 0xff],
+            &[251, 7, 0],
+            &[252, 1, 0, 0, 0],
+            &[253, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[254, 1],
+            &[255],
+            &[1, 2],
+            &[0x80; 8],
+            &[9; 32],
+        ];
+        for which in 0..16 {
+            for bytes in inputs {
+                small_primitives(which, bytes);
+            }
+        }
+    }
 
     #[test]
     fn the_codec_record_seeds_decode_and_pass_the_target() {
