@@ -869,7 +869,7 @@ fn main() {
             python: py_get("queue8"),
             sock: q8_sock,
             shm: q8_shm,
-            aim: "≥ 6 M/s",
+            aim: "≥ 25 M/s",
         },
         Row {
             figure: "Queue, 8-byte items, `put_many`/`get_many` of 256",
