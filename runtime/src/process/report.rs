@@ -34,9 +34,7 @@ const REPORT_PANIC: u8 = 1;
 
 /// Encodes a worker's return value as the whole message of a [`Report::Returned`]: a
 /// large one straight into a sealed `memfd` (`codec::encode_message`).
-pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
-    value: &T,
-) -> Result<Encoded, CodecError> {
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
     codec::encode_message(&[REPORT_VALUE], value)
 }
 const REPORT_FAILED: u8 = 2;

@@ -75,7 +75,6 @@ pub(crate) struct Sealed {
     pub(crate) len: usize,
 }
 
-
 thread_local! {
     /// The descriptors collected by the `encode` running on this thread.
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
@@ -160,6 +159,9 @@ pub(crate) fn encode_message<T: Serialize + ?Sized>(
     Ok(Encoded { bytes, fds, sealed })
 }
 
+/// A message's `memfd`, written but not yet sealed, and its length in bytes.
+pub(crate) type Unsealed = (File, usize);
+
 /// As [`encode_message`], after the prefix already in `bytes` (fewer than
 /// `SEAL_ABOVE` bytes), but a large message's `memfd` is returned unsealed, with its
 /// length: the caller may still write over the prefix (a sequence number known only
@@ -167,7 +169,7 @@ pub(crate) fn encode_message<T: Serialize + ?Sized>(
 pub(crate) fn encode_message_into<T: Serialize + ?Sized>(
     value: &T,
     bytes: &mut Vec<u8>,
-) -> Result<(Vec<OwnedFd>, Option<(File, usize)>), CodecError> {
+) -> Result<(Vec<OwnedFd>, Option<Unsealed>), CodecError> {
     let prefix = bytes.clone();
     let mut sink = Sink::sealable(std::mem::take(bytes));
     let collector = Restore::install(&OUTGOING, Vec::new());

@@ -39,11 +39,11 @@ pub(crate) fn encode_sealable<T: Serialize + ?Sized>(
     bytes: &mut Vec<u8>,
 ) -> Result<(Vec<OwnedFd>, Option<codec::Sealed>), CodecError> {
     debug_assert!(bytes.is_empty());
-    // Inside another encode (a value serialized while one is running on this thread),
-    // a handle would add itself to that encode's descriptors: the general path.
     if encode_primitive(value, bytes) {
         return Ok((Vec::new(), None));
     }
+    // Inside another encode (a value serialized while one is running on this thread),
+    // a handle would add itself to that encode's descriptors: the general path.
     if codec::collecting() {
         return Ok((codec::encode_into(value, bytes)?, None));
     }

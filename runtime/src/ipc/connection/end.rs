@@ -205,8 +205,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             // Room for the sequence number first: a large message is encoded straight
             // into a `memfd` that `send_memfd` completes with it and seals.
             buf.extend_from_slice(&[0; SEQ_LEN]);
-            let (fds, memfd) = codec::encode_message_into(&value, buf)
-                .map_err(|e| SendFail::Failed(e.into()))?;
+            let (fds, memfd) =
+                codec::encode_message_into(&value, buf).map_err(|e| SendFail::Failed(e.into()))?;
             match memfd {
                 None => self.inner.send_raw(&buf[SEQ_LEN..], fds),
                 Some((file, len)) => self.inner.send_memfd(file, len, fds),

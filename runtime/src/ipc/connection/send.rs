@@ -13,8 +13,8 @@ use super::inner::{Inner, SendFail, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Word};
-use crate::os::sys;
 use crate::os::sealed;
+use crate::os::sys;
 use crate::wire::codec::{Encoded, MAX_MESSAGE_LEN, Sealed};
 use crate::wire::error::{CodecError, CodecErrorKind};
 use crate::wire::frames::{self, FrameError};
@@ -117,7 +117,8 @@ impl Inner {
             Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
             Err(e) => return Err(SendFail::Failed(e.into())),
         }
-        self.ring(dir).publish(Word::new(seq.wrapping_add(1), tail.pos()));
+        self.ring(dir)
+            .publish(Word::new(seq.wrapping_add(1), tail.pos()));
         Ok(())
     }
 

@@ -72,7 +72,12 @@ impl RawQueue {
 
     /// `put`, whatever the item and the state of the queue.
     #[inline(never)]
-    fn put_general(&self, item: Item<'_>, fds: Vec<OwnedFd>, patience: Patience) -> Result<(), Fail> {
+    fn put_general(
+        &self,
+        item: Item<'_>,
+        fds: Vec<OwnedFd>,
+        patience: Patience,
+    ) -> Result<(), Fail> {
         let (bytes, len): (&[u8], usize) = match &item {
             Item::Bytes(bytes) => (bytes, bytes.len()),
             Item::Sealed(_, len) => (&[], *len),
@@ -81,9 +86,7 @@ impl RawQueue {
             return Err(Fail::Failed(
                 crate::wire::error::CodecError::new(
                     crate::wire::error::CodecErrorKind::Oversized,
-                    format!(
-                        "{len} bytes, above the limit of {MAX_MESSAGE_LEN}",
-                    ),
+                    format!("{len} bytes, above the limit of {MAX_MESSAGE_LEN}",),
                 )
                 .into(),
             ));
