@@ -48,16 +48,9 @@ mod tests;
 
 pub(crate) use reader::FrameReader;
 
-/// Messages of this many bytes or more travel in a sealed `memfd` on a Unix socket.
-///
-/// Measured on a 2-CPU VM (4 KiB pages for `memfd`s: transparent huge pages are off
-/// for shared memory), one thread sending frames to another: the `memfd` costs a
-/// fresh page per 4 KiB at the sender (`pwrite`, about 58 ms for 64 MiB), mapping
-/// them at the receiver (19 ms) and freeing them (23 ms), while the stream's buffers
-/// are reused from one message to the next as long as the allocator keeps them, which
-/// glibc does below 32 MiB. Per message: 1 MiB 2.0 ms in the stream, 2.3 ms sealed;
-/// 16 MiB 20 ms and 26 ms; 32 MiB 83 ms and 69 ms; 64 MiB 194 ms and 141 ms.
-pub(crate) const SEAL_ABOVE: usize = 32 << 20;
+/// Messages of this many bytes or more travel in a sealed `memfd` on a Unix socket
+/// (defined beside the encoder's sink, which encodes such a message into one).
+pub(crate) use crate::wire::sink::SEAL_ABOVE;
 
 /// One message received: its bytes and the descriptors sent with it.
 #[derive(Debug, Default)]
