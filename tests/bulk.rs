@@ -132,6 +132,38 @@ round_trips!(float_vector: Vec<f64> = floats);
 round_trips!(struct_vector: Vec<Point> = points);
 round_trips!(holder: Bundle = bundle);
 
+/// Takes a handle beside a large value (its descriptor travels with the sealed
+/// `memfd`), answers on it, and returns the value with another handle.
+#[multiproc::worker]
+fn large_with_handles(
+    answer: Queue<u64>,
+    value: Vec<u8>,
+    pipe: Connection<Vec<u8>>,
+) -> Result<(Vec<u8>, Queue<u64>), String> {
+    answer.put(value.len() as u64).map_err(|e| e.to_string())?;
+    // The same value back on the pipe, then as the result beside the queue.
+    pipe.send(value.clone()).map_err(|e| e.to_string())?;
+    Ok((value, answer))
+}
+
+#[test]
+fn handles_travel_beside_a_large_value_in_every_direction() {
+    let value = bytes(LEN);
+    let answer = Queue::new().unwrap();
+    let (ours, theirs) = Pipe::new().unwrap();
+    let child = large_with_handles::spawn(answer.clone(), value.clone(), theirs).unwrap();
+    assert_eq!(answer.get().unwrap(), LEN as u64);
+    assert!(
+        ours.recv().unwrap() == value,
+        "the message came back changed"
+    );
+    let (back, queue) = child.join_value().unwrap();
+    assert!(back == value, "the result came back changed");
+    // The queue returned is the same queue.
+    queue.put(7).unwrap();
+    assert_eq!(answer.get().unwrap(), 7);
+}
+
 /// Says it is about to put a 64 MiB item, then puts items until it is killed.
 #[multiproc::worker]
 fn put_large_forever(ready: Queue<u8>, q: Queue<Vec<u8>>) -> Result<(), String> {

@@ -253,6 +253,7 @@ pub fn report(data: &[u8]) {
             let body = codec::encode_record(&message).expect("encodes");
             assert_eq!(codec::decode_record::<String>(&body).ok(), Some(message));
         }
+        Ok(Report::Returned(_)) => panic!("`parse` made the child's outgoing report"),
         Err(_) => {}
     }
 }

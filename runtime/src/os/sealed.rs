@@ -44,10 +44,22 @@ const REQUIRED: SealFlag = SealFlag::F_SEAL_SHRINK
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_WRITE);
 
+/// A new empty `memfd` named `name`, to be written with `pwrite` (never mapped) and
+/// then [`seal`]ed.
+pub(crate) fn payload_file(name: &str) -> io::Result<File> {
+    Ok(File::from(shm::memfd(name)?))
+}
+
+/// Seals `file` (made by [`payload_file`] and written) with [`PAYLOAD_SEALS`].
+pub(crate) fn seal(file: File) -> io::Result<OwnedFd> {
+    fcntl(&file, FcntlArg::F_ADD_SEALS(PAYLOAD_SEALS))?;
+    Ok(OwnedFd::from(file))
+}
+
 /// A new `memfd` named `name` holding `parts` one after another, written with `pwrite`
 /// (never mapped here), then sealed with [`PAYLOAD_SEALS`].
 pub(crate) fn seal_parts(name: &str, parts: &[&[u8]]) -> io::Result<OwnedFd> {
-    let file = File::from(shm::memfd(name)?);
+    let file = payload_file(name)?;
     let len: usize = parts.iter().map(|p| p.len()).sum();
     // Sized first: one size change, not one per write.
     file.set_len(len as u64)?;
@@ -56,8 +68,16 @@ pub(crate) fn seal_parts(name: &str, parts: &[&[u8]]) -> io::Result<OwnedFd> {
         file.write_all_at(part, at)?;
         at += part.len() as u64;
     }
-    fcntl(&file, FcntlArg::F_ADD_SEALS(PAYLOAD_SEALS))?;
-    Ok(OwnedFd::from(file))
+    seal(file)
+}
+
+/// The `len` bytes of the sealed payload `fd`, read into a buffer (for a stream that
+/// cannot carry the descriptor).
+pub(crate) fn read_back(fd: &OwnedFd, len: usize) -> io::Result<Vec<u8>> {
+    let file = File::from(fd.try_clone()?);
+    let mut bytes = vec![0; len];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
 }
 
 /// Checks that `fd` is what [`seal_parts`] makes: a `memfd` (a regular file that takes

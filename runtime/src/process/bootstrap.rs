@@ -193,7 +193,7 @@ pub(crate) fn hand_over(
     };
     ours.set_nonblocking(true)?;
     let sent = frames::send_frame(ours.as_fd(), &[record], &[])
-        .and_then(|()| frames::send_frame(ours.as_fd(), &[&args.bytes], &args.fds));
+        .and_then(|()| frames::send_encoded(ours.as_fd(), args));
     match sent {
         Ok(()) => {}
         // The child died before reading its bootstrap; its exit code tells the rest.

@@ -133,7 +133,7 @@ fn run_child(selector: &Selector) -> ! {
     log::info!("child process calling self.run()");
     let outcome = panic::catch_unwind(AssertUnwindSafe(move || entry.run(args)));
     let (code, report) = match outcome {
-        Ok(Outcome::Value(bytes)) => (0, Some(Report::Value(bytes.into()))),
+        Ok(Outcome::Value(message)) => (0, Some(Report::Returned(message))),
         Ok(Outcome::Failed(message)) => (1, Some(Report::Failed(message))),
         Err(payload) => match payload.downcast_ref::<ExitRequest>() {
             Some(ExitRequest(code)) => (*code, None),

@@ -146,7 +146,7 @@ impl<R> Process<R> {
                     daemon: context::current_daemon(),
                     ident,
                     start_method: None,
-                    phase: Phase::Initial(codec::encode(&args)),
+                    phase: Phase::Initial(codec::encode_message(&[], &args)),
                 }),
             }),
             _output: PhantomData,

@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::process::error::RegistryError;
+use crate::process::report;
 use crate::process::worker::Worker;
 use crate::wire::codec::{self, Encoded};
 use crate::wire::frames::Frame;
@@ -57,7 +58,8 @@ inventory::collect!(Entry);
 /// How a worker that did not panic ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// It returned; the encoded value.
+    /// It returned; the encoded value, as a whole report message
+    /// (`report::encode_value`).
     Value(Encoded),
     /// It returned `Err`, or its arguments or result did not cross the boundary.
     Failed(String),
@@ -69,7 +71,7 @@ fn run_worker<W: Worker>(args: Frame) -> Outcome {
         Err(e) => return Outcome::Failed(format!("cannot decode the arguments: {e}")),
     };
     match W::call(args) {
-        Ok(value) => match codec::encode(&value) {
+        Ok(value) => match report::encode_value(&value) {
             Ok(encoded) => Outcome::Value(encoded),
             Err(e) => Outcome::Failed(format!("cannot send the return value: {e}")),
         },

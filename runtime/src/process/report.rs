@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use crate::wire::codec;
+use crate::wire::codec::{self, Encoded};
 use crate::wire::error::{CodecError, CodecErrorKind};
 use crate::wire::frames::{self, Frame};
 
@@ -15,6 +15,9 @@ pub(crate) enum Report {
     /// The worker returned this encoded value (a frame of its bytes and descriptors:
     /// received, they may be a sealed payload, read where it is mapped).
     Value(Frame),
+    /// The worker returned a value, encoded by the child as the whole report message
+    /// (its kind byte first, see [`encode_value`]): what the child sends.
+    Returned(Encoded),
     /// The worker panicked.
     Panic {
         message: String,
@@ -28,13 +31,19 @@ pub(crate) enum Report {
 
 const REPORT_VALUE: u8 = 0;
 const REPORT_PANIC: u8 = 1;
+
+/// Encodes a worker's return value as the whole message of a [`Report::Returned`]: a
+/// large one straight into a sealed `memfd` (`codec::encode_message`).
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
+    codec::encode_message(&[REPORT_VALUE], value)
+}
 const REPORT_FAILED: u8 = 2;
 
 impl Report {
     /// What the child prints on its stderr about this end; `None` for a value.
     pub(crate) fn stderr_text(&self) -> Option<String> {
         match self {
-            Report::Value(_) => None,
+            Report::Value(_) | Report::Returned(_) => None,
             Report::Panic { text, .. } => Some(text.clone()),
             Report::Failed(message) => Some(format!("Error: {message}")),
         }
@@ -47,6 +56,7 @@ impl Report {
             Report::Value(value) => {
                 frames::send_frame(sock, &[&[REPORT_VALUE], &value.bytes], &value.fds)?
             }
+            Report::Returned(message) => frames::send_encoded(sock, message)?,
             Report::Panic {
                 message, location, ..
             } => {

@@ -20,15 +20,18 @@
 //! number alone means nothing in another process.
 
 use std::cell::RefCell;
+use std::fs::File;
 use std::os::fd::OwnedFd;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) use crate::os::fd::PortableFd;
+use crate::os::sealed;
 use crate::wire::bounded::BoundedSeed;
 use crate::wire::encoder;
 use crate::wire::error::{CodecError, CodecErrorKind};
+use crate::wire::sink::{Body, Sink};
 
 /// The largest message multiproc encodes or accepts: 1 GiB.
 ///
@@ -53,10 +56,23 @@ fn config() -> impl bincode::config::Config {
 pub(crate) const MAX_FDS: usize = 253;
 
 /// An encoded value: its bytes, and the descriptors of the handles inside it.
+///
+/// One made by [`encode_message`] may hold its bytes in a sealed `memfd` instead
+/// (`sealed`, and then `bytes` is empty): only the send paths that take such a value
+/// (`frames::send_encoded`, the queue's put) are handed one.
 #[derive(Debug, Default)]
 pub(crate) struct Encoded {
     pub(crate) bytes: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) sealed: Option<Sealed>,
+}
+
+/// The bytes of a message in a `memfd` sealed with `PAYLOAD_SEALS`
+/// ([`crate::os::sealed`]), of `len` bytes.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) fd: OwnedFd,
+    pub(crate) len: usize,
 }
 
 thread_local! {
@@ -100,7 +116,82 @@ impl<T: 'static> Drop for Restore<T> {
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
     let mut bytes = Vec::new();
     let fds = encode_into(value, &mut bytes)?;
-    Ok(Encoded { bytes, fds })
+    Ok(Encoded {
+        bytes,
+        fds,
+        sealed: None,
+    })
+}
+
+/// Encodes a whole message, `prefix` then `value`, for a send path that takes a sealed
+/// `memfd`: one of [`SEAL_ABOVE`](crate::wire::frames::SEAL_ABOVE) bytes or more is
+/// encoded straight into a sealed `memfd` (see `sink`), without a buffer of this
+/// process in between; a smaller one into `bytes`. The size limit applies to `value`'s
+/// bytes, as in [`encode`]. If the `memfd` cannot be made or written, the message is
+/// encoded into `bytes` instead (the send path then reports what the system refuses).
+pub(crate) fn encode_message<T: Serialize + ?Sized>(
+    prefix: &[u8],
+    value: &T,
+) -> Result<Encoded, CodecError> {
+    let mut bytes = prefix.to_vec();
+    let (fds, memfd) = encode_message_into(value, &mut bytes)?;
+    let sealed = match memfd {
+        None => None,
+        Some((file, len)) => match sealed::seal(file) {
+            Ok(fd) => Some(Sealed { fd, len }),
+            Err(e) => {
+                log::debug!("sealing an encoded message failed ({e}): into a buffer instead");
+                drop(fds);
+                let mut bytes = prefix.to_vec();
+                let fds = encode_into(value, &mut bytes)?;
+                return Ok(Encoded {
+                    bytes,
+                    fds,
+                    sealed: None,
+                });
+            }
+        },
+    };
+    if sealed.is_some() {
+        // Only the prefix, which the `memfd` holds too.
+        bytes = Vec::new();
+    }
+    Ok(Encoded { bytes, fds, sealed })
+}
+
+/// A message's `memfd`, written but not yet sealed, and its length in bytes.
+pub(crate) type Unsealed = (File, usize);
+
+/// As [`encode_message`], after the prefix already in `bytes` (fewer than
+/// `SEAL_ABOVE` bytes), but a large message's `memfd` is returned unsealed, with its
+/// length: the caller may still write over the prefix (a sequence number known only
+/// later) before sealing it (`sealed::seal`). `bytes` then holds the prefix only.
+pub(crate) fn encode_message_into<T: Serialize + ?Sized>(
+    value: &T,
+    bytes: &mut Vec<u8>,
+) -> Result<(Vec<OwnedFd>, Option<Unsealed>), CodecError> {
+    let prefix = bytes.clone();
+    let mut sink = Sink::sealable(std::mem::take(bytes));
+    let collector = Restore::install(&OUTGOING, Vec::new());
+    let result = encoder::encode_to_sink(value, &mut sink);
+    let fds = collector.take().unwrap_or_default();
+    let fds = finish_encode(result, sink.len() - prefix.len(), fds)?;
+    match sink.finish() {
+        Ok(Body::Heap(buf)) => {
+            *bytes = buf;
+            Ok((fds, None))
+        }
+        Ok(Body::Memfd { file, len }) => {
+            *bytes = prefix;
+            Ok((fds, Some((file, len))))
+        }
+        Err(e) => {
+            log::debug!("encoding into a memfd failed ({e}): into a buffer instead");
+            drop(fds);
+            *bytes = prefix;
+            Ok((encode_into(value, bytes)?, None))
+        }
+    }
 }
 
 /// Encodes `value` at the end of `bytes` (a buffer the caller reuses), and returns a

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use crate::wire::pages;
+use crate::wire::sink::Sink;
 use serde::ser::{
     self, Serialize, SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant,
     SerializeTuple, SerializeTupleStruct, SerializeTupleVariant, Serializer,
@@ -47,12 +47,23 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeFailure> {
-    Encoder { out }.value(value)
+    let mut sink = Sink::heap(std::mem::take(out));
+    let result = Encoder { out: &mut sink }.value(value);
+    *out = sink.into_vec();
+    result
+}
+
+/// Appends the encoding of `value` to `sink` (which may move into a sealed `memfd`).
+pub(crate) fn encode_to_sink<T: Serialize + ?Sized>(
+    value: &T,
+    sink: &mut Sink,
+) -> Result<(), EncodeFailure> {
+    Encoder { out: sink }.value(value)
 }
 
 /// The serializer: everything is appended to `out`.
 pub(crate) struct Encoder<'a> {
-    out: &'a mut Vec<u8>,
+    out: &'a mut Sink,
 }
 
 const SINGLE_BYTE_MAX: u64 = 250;
@@ -93,7 +104,7 @@ impl Encoder<'_> {
     }
 
     fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        self.out.extend(bytes);
     }
 
     fn varint(&mut self, v: u64) {
@@ -121,12 +132,10 @@ impl Encoder<'_> {
         }
     }
 
-    /// A length, then `bytes`, reserved at once.
+    /// A length, then `bytes`, reserved at once (or, in a `memfd`, written from
+    /// where they are).
     fn block(&mut self, len: usize, bytes: &[u8]) {
-        if self.out.capacity() - self.out.len() < 9 + bytes.len() {
-            self.out.reserve(9 + bytes.len());
-            pages::prefer_huge_pages(self.out);
-        }
+        self.out.reserve(9 + bytes.len());
         self.varint(len as u64);
         self.raw(bytes);
     }

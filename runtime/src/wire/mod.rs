@@ -13,4 +13,5 @@ pub(crate) mod frames;
 pub(crate) mod pages;
 pub(crate) mod payload;
 mod portable;
+pub(crate) mod sink;
 pub(crate) mod small;

@@ -22,32 +22,48 @@ use std::os::fd::OwnedFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::os::sealed;
 use crate::wire::codec;
 use crate::wire::encoder;
 use crate::wire::error::CodecError;
+use crate::wire::sink::{Body, Sink as Output};
 
-/// As [`codec::encode_into`]: appends `value` to `bytes` and returns a duplicate of
-/// every descriptor its handles hold, without installing the descriptor collector
-/// unless the value holds a handle.
-#[inline]
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
+/// As [`codec::encode_into`] into the empty `bytes`: appends `value` and returns a
+/// duplicate of every descriptor its handles hold, without installing the descriptor
+/// collector unless the value holds a handle. For a send path that takes a sealed
+/// `memfd` (a queue's put), a value of [`SEAL_ABOVE`](crate::wire::frames::SEAL_ABOVE)
+/// bytes or more is encoded straight into one, returned beside the descriptors (and
+/// `bytes` is then left empty), as `codec::encode_message` does.
+pub(crate) fn encode_sealable<T: Serialize + ?Sized>(
     value: &T,
     bytes: &mut Vec<u8>,
-) -> Result<Vec<OwnedFd>, CodecError> {
+) -> Result<(Vec<OwnedFd>, Option<codec::Sealed>), CodecError> {
+    debug_assert!(bytes.is_empty());
+    if encode_primitive(value, bytes) {
+        return Ok((Vec::new(), None));
+    }
     // Inside another encode (a value serialized while one is running on this thread),
     // a handle would add itself to that encode's descriptors: the general path.
-    if encode_primitive(value, bytes) {
-        return Ok(Vec::new());
+    if codec::collecting() {
+        return Ok((codec::encode_into(value, bytes)?, None));
     }
-    if !codec::collecting() {
-        let start = bytes.len();
-        if encoder::encode_to(value, bytes).is_ok() && bytes.len() - start <= codec::MAX_MESSAGE_LEN
-        {
-            return Ok(Vec::new());
+    let mut sink = Output::sealable(std::mem::take(bytes));
+    if encoder::encode_to_sink(value, &mut sink).is_ok() && sink.len() <= codec::MAX_MESSAGE_LEN {
+        match sink.finish() {
+            Ok(Body::Heap(buf)) => {
+                *bytes = buf;
+                return Ok((Vec::new(), None));
+            }
+            Ok(Body::Memfd { file, len }) => {
+                if let Ok(fd) = sealed::seal(file) {
+                    return Ok((Vec::new(), Some(codec::Sealed { fd, len })));
+                }
+            }
+            // The system refused the `memfd`: the general path, into the buffer.
+            Err(_) => {}
         }
-        bytes.truncate(start);
     }
-    codec::encode_into(value, bytes)
+    Ok((codec::encode_into(value, bytes)?, None))
 }
 
 /// As [`codec::decode`]: a `T` from `bytes` and the descriptors that came with them.
@@ -343,7 +359,7 @@ mod tests {
     {
         let general = codec::encode(&value).unwrap();
         let mut bytes = Vec::new();
-        assert!(encode_into(&value, &mut bytes).unwrap().is_empty());
+        assert!(encode_sealable(&value, &mut bytes).unwrap().0.is_empty());
         assert_eq!(bytes, general.bytes);
         assert_eq!(decode::<T>(&bytes, Vec::new()).unwrap(), value);
         assert_eq!(decode_primitive::<T>(&bytes), Some(value));
@@ -414,7 +430,7 @@ mod tests {
         let (read, _write) = nix::unistd::pipe().unwrap();
         let value = (5u32, codec::PortableFd::new(read));
         let mut bytes = Vec::new();
-        let fds = encode_into(&value, &mut bytes).unwrap();
+        let fds = encode_sealable(&value, &mut bytes).unwrap().0;
         assert_eq!(fds.len(), 1);
         assert_eq!(bytes, codec::encode(&value).unwrap().bytes);
         let (five, _fd): (u32, codec::PortableFd) = decode(&bytes, fds).unwrap();

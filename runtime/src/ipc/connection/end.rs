@@ -19,6 +19,7 @@ use crate::os::sys;
 use crate::wire::codec::{self, MAX_MESSAGE_LEN, PortableFd};
 
 use super::inner::{Inner, Received, RecvFail, SendFail};
+use super::layout::SEQ_LEN;
 use super::{RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
 /// One end of a [`Pipe`](crate::Pipe): sends and receives messages of type `T` (and raw byte
@@ -201,8 +202,15 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// a receiver that does not keep up).
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
         let sent = with_scratch(&PUT_SCRATCH, |buf| {
-            let fds = codec::encode_into(&value, buf).map_err(|e| SendFail::Failed(e.into()))?;
-            self.inner.send_raw(buf, fds)
+            // Room for the sequence number first: a large message is encoded straight
+            // into a `memfd` that `send_memfd` completes with it and seals.
+            buf.extend_from_slice(&[0; SEQ_LEN]);
+            let (fds, memfd) =
+                codec::encode_message_into(&value, buf).map_err(|e| SendFail::Failed(e.into()))?;
+            match memfd {
+                None => self.inner.send_raw(&buf[SEQ_LEN..], fds),
+                Some((file, len)) => self.inner.send_memfd(file, len, fds),
+            }
         });
         match sent {
             Ok(()) => Ok(()),

@@ -1,7 +1,9 @@
 //! Sending: through the ring when the message fits and carries no descriptors,
 //! through the socket as a frame otherwise.
 
+use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -11,8 +13,9 @@ use super::inner::{Inner, SendFail, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Word};
+use crate::os::sealed;
 use crate::os::sys;
-use crate::wire::codec::MAX_MESSAGE_LEN;
+use crate::wire::codec::{Encoded, MAX_MESSAGE_LEN, Sealed};
 use crate::wire::error::{CodecError, CodecErrorKind};
 use crate::wire::frames::{self, FrameError};
 
@@ -79,6 +82,43 @@ impl Inner {
                 ring.publish(Word::new(seq.wrapping_add(1), tail.pos()));
             }
         }
+        Ok(())
+    }
+
+    /// Sends a message encoded into the unsealed `memfd` `file` of `len` bytes whose
+    /// first [`SEQ_LEN`] are left for the sequence number (`codec::encode_message_into`):
+    /// writes the number, seals the `memfd` and sends it as a sealed frame (read back
+    /// into the stream only if the socket cannot carry it), without another copy.
+    pub(super) fn send_memfd(
+        &self,
+        file: File,
+        len: usize,
+        fds: Vec<OwnedFd>,
+    ) -> std::result::Result<(), SendFail> {
+        let dir = self.send_dir().ok_or(ChannelError::ReadOnly)?;
+        let ctl = &self.header().dirs[dir].ring;
+        let _held = lock(&ctl.tx.lock, None);
+        let peer = 1 - self.end;
+        if self.info().holders[peer].load(Ordering::Relaxed) == 0 {
+            return Err(SendFail::Disconnected);
+        }
+        let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
+        let seq = tail.count();
+        file.write_all_at(&u64::from(seq).to_le_bytes(), 0)
+            .map_err(|e| SendFail::Failed(e.into()))?;
+        let fd = sealed::seal(file).map_err(|e| SendFail::Failed(e.into()))?;
+        let message = Encoded {
+            bytes: Vec::new(),
+            fds,
+            sealed: Some(Sealed { fd, len }),
+        };
+        match frames::send_encoded(self.socket.as_fd(), &message) {
+            Ok(()) => {}
+            Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
+            Err(e) => return Err(SendFail::Failed(e.into())),
+        }
+        self.ring(dir)
+            .publish(Word::new(seq.wrapping_add(1), tail.pos()));
         Ok(())
     }
 

@@ -274,8 +274,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return self.raw.put(encoded.bytes(), Vec::new(), patience);
         }
         with_scratch(&PUT_SCRATCH, |buf| {
-            let fds = small::encode_into(item, buf).map_err(|e| Fail::Failed(e.into()))?;
-            self.raw.put(buf, fds, patience)
+            let (fds, sealed) =
+                small::encode_sealable(item, buf).map_err(|e| Fail::Failed(e.into()))?;
+            match sealed {
+                None => self.raw.put(buf, fds, patience),
+                Some(body) => self.raw.put_sealed(body.fd, body.len, fds, patience),
+            }
         })
     }
 

@@ -48,16 +48,9 @@ mod tests;
 
 pub(crate) use reader::FrameReader;
 
-/// Messages of this many bytes or more travel in a sealed `memfd` on a Unix socket.
-///
-/// Measured on a 2-CPU VM (4 KiB pages for `memfd`s: transparent huge pages are off
-/// for shared memory), one thread sending frames to another: the `memfd` costs a
-/// fresh page per 4 KiB at the sender (`pwrite`, about 58 ms for 64 MiB), mapping
-/// them at the receiver (19 ms) and freeing them (23 ms), while the stream's buffers
-/// are reused from one message to the next as long as the allocator keeps them, which
-/// glibc does below 32 MiB. Per message: 1 MiB 2.0 ms in the stream, 2.3 ms sealed;
-/// 16 MiB 20 ms and 26 ms; 32 MiB 83 ms and 69 ms; 64 MiB 194 ms and 141 ms.
-pub(crate) const SEAL_ABOVE: usize = 32 << 20;
+/// Messages of this many bytes or more travel in a sealed `memfd` on a Unix socket
+/// (defined beside the encoder's sink, which encodes such a message into one).
+pub(crate) use crate::wire::sink::SEAL_ABOVE;
 
 /// One message received: its bytes and the descriptors sent with it.
 #[derive(Debug, Default)]
@@ -66,8 +59,10 @@ pub(crate) struct Frame {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// For an [`Encoded`] whose bytes are in this process (one made by `codec::encode`).
 impl From<Encoded> for Frame {
     fn from(encoded: Encoded) -> Frame {
+        debug_assert!(encoded.sealed.is_none(), "a sealed message made a frame");
         Frame {
             bytes: encoded.bytes.into(),
             fds: encoded.fds,
@@ -146,6 +141,26 @@ pub(crate) fn send_frame(
     bufs.push(&header);
     bufs.extend(parts.iter().copied().filter(|p| !p.is_empty()));
     write_all(sock, bufs, &raw)
+}
+
+/// Sends `message` (made by `codec::encode_message` or `codec::encode`) as one frame,
+/// as [`send_frame`] does. A message already in a sealed `memfd` is sent as the sealed
+/// frame, without a copy; on a socket that cannot carry it (TCP), or when the
+/// message's own descriptors leave no room for it, its bytes are read back and sent
+/// in the stream. The `memfd` stays `message`'s (the peer gets its own descriptor).
+pub(crate) fn send_encoded(sock: BorrowedFd<'_>, message: &Encoded) -> Result<(), FrameError> {
+    let Some(body) = &message.sealed else {
+        return send_frame(sock, &[&message.bytes], &message.fds);
+    };
+    if message.fds.len() < MAX_FDS && is_unix(sock) {
+        codec::frame_header(body.len)?;
+        let mut raw: Vec<RawFd> = message.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        raw.push(body.fd.as_raw_fd());
+        let len: [u8; SEALED_BODY] = (body.len as u64).to_le_bytes();
+        return write_all(sock, vec![&codec::sealed_header(), &len], &raw);
+    }
+    let bytes = sealed::read_back(&body.fd, body.len)?;
+    send_frame(sock, &[&bytes], &message.fds)
 }
 
 /// Whether `sock` is a Unix socket (one that carries descriptors).

@@ -203,6 +203,35 @@ fn a_large_frame_over_tcp_travels_whole() {
     assert!(frame.bytes.iter().all(|&x| x == 9));
 }
 
+#[test]
+fn an_encoded_sealed_message_goes_as_it_is_on_unix_and_read_back_on_tcp() {
+    let value = (3u8, vec![5u8; SEAL_ABOVE]);
+    let expected = [&[1u8][..], &codec::encode(&value).unwrap().bytes].concat();
+    let message = codec::encode_message(&[1], &value).unwrap();
+    assert!(message.sealed.is_some() && message.bytes.is_empty());
+    // Unix: the memfd itself, twice (the message keeps its own).
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut reader = FrameReader::exact();
+    for _ in 0..2 {
+        send_encoded(a.as_fd(), &message).unwrap();
+        let frame = reader.read_frame(b.as_fd(), None).unwrap().unwrap();
+        assert!(frame.bytes.is_sealed() && frame.fds.is_empty());
+        assert!(frame.bytes == expected);
+    }
+    // TCP: read back and sent in the stream.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    let writer = std::thread::spawn(move || send_encoded(a.as_fd(), &message).unwrap());
+    let frame = FrameReader::default()
+        .read_frame(b.as_fd(), None)
+        .unwrap()
+        .unwrap();
+    writer.join().unwrap();
+    assert!(!frame.bytes.is_sealed());
+    assert!(frame.bytes == expected);
+}
+
 /// Sends a sealed frame's header and `body` with `fds`, as a peer may.
 fn send_marked(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();

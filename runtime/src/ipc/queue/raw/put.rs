@@ -31,7 +31,20 @@ impl RawQueue {
                 return done;
             }
         }
-        self.put_general(bytes, fds, patience)
+        self.put_general(Item::Bytes(bytes), fds, patience)
+    }
+
+    /// Queues one item already encoded into a sealed `memfd` of `len` bytes (one too
+    /// large for the ring: `codec::encode_message`), with its descriptors: it is
+    /// spilled as it is, without another copy.
+    pub(crate) fn put_sealed(
+        &self,
+        memfd: OwnedFd,
+        len: usize,
+        fds: Vec<OwnedFd>,
+        patience: Patience,
+    ) -> Result<(), Fail> {
+        self.put_general(Item::Sealed(memfd, len), fds, patience)
     }
 
     /// The common case of `put`, tried first: an item without descriptors that fits
@@ -59,31 +72,45 @@ impl RawQueue {
 
     /// `put`, whatever the item and the state of the queue.
     #[inline(never)]
-    fn put_general(&self, bytes: &[u8], fds: Vec<OwnedFd>, patience: Patience) -> Result<(), Fail> {
-        if bytes.len() > MAX_MESSAGE_LEN {
+    fn put_general(
+        &self,
+        item: Item<'_>,
+        fds: Vec<OwnedFd>,
+        patience: Patience,
+    ) -> Result<(), Fail> {
+        let (bytes, len): (&[u8], usize) = match &item {
+            Item::Bytes(bytes) => (bytes, bytes.len()),
+            Item::Sealed(_, len) => (&[], *len),
+        };
+        if len > MAX_MESSAGE_LEN {
             return Err(Fail::Failed(
                 crate::wire::error::CodecError::new(
                     crate::wire::error::CodecErrorKind::Oversized,
-                    format!(
-                        "{} bytes, above the limit of {MAX_MESSAGE_LEN}",
-                        bytes.len()
-                    ),
+                    format!("{len} bytes, above the limit of {MAX_MESSAGE_LEN}",),
                 )
                 .into(),
             ));
         }
-        let inline = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.resident / 2);
+        let inline = match item {
+            Item::Bytes(bytes) => {
+                ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.resident / 2)
+            }
+            Item::Sealed(..) => None,
+        };
         let (kind, payload, need, fds): (u32, &[u8], u32, Vec<OwnedFd>) = match inline {
             Some(need) if fds.is_empty() => (INLINE, bytes, need, fds),
             Some(need) => (INLINE_FDS, bytes, need, fds),
             None => {
                 let mut all = Vec::with_capacity(fds.len() + 1);
-                all.push(spill(bytes)?);
+                all.push(match item {
+                    Item::Bytes(bytes) => spill(bytes)?,
+                    Item::Sealed(memfd, _) => memfd,
+                });
                 all.extend(fds);
                 (SPILL, &[], ring::record_bytes(8).unwrap_or(32), all)
             }
         };
-        let spilled_len = (bytes.len() as u64).to_le_bytes();
+        let spilled_len = (len as u64).to_le_bytes();
         let payload = if kind == SPILL {
             &spilled_len[..]
         } else {
@@ -226,6 +253,12 @@ impl RawQueue {
         wake.not_full_waiters.fetch_sub(1, Ordering::SeqCst);
         outcome == futex::Wait::Woken || deadline.is_none_or(|d| Instant::now() < d)
     }
+}
+
+/// What `put_general` queues: encoded bytes, or a sealed `memfd` of that many bytes.
+enum Item<'a> {
+    Bytes(&'a [u8]),
+    Sealed(OwnedFd, usize),
 }
 
 pub(super) enum Written {
