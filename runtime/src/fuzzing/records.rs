@@ -109,7 +109,7 @@ fn round_trip<T: Serialize + DeserializeOwned + Debug>(
     }
 }
 
-/// The queue's fast path for primitives (`small::decode`, `small::encode_into`) against
+/// The queue's fast path for primitives (`small::decode`, `small::encode_sealable`) against
 /// the general codec: the same value or an error for the same bytes, and the same bytes
 /// for the value (floats compared by their bits: NaN differs from itself).
 fn small_agrees<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8], same: fn(&T, &T) -> bool) {
@@ -122,8 +122,9 @@ fn small_agrees<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8], same: fn(
     }
     if let Ok(value) = fast {
         let mut quick = Vec::new();
-        let fds = small::encode_into(&value, &mut quick).expect("a decoded value encodes");
-        assert!(fds.is_empty());
+        let (fds, sealed) =
+            small::encode_sealable(&value, &mut quick).expect("a decoded value encodes");
+        assert!(fds.is_empty() && sealed.is_none());
         assert_eq!(
             Some(quick),
             codec::encode(&value).ok().map(|e| e.bytes),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use nix::poll::PollFlags;
 
-use super::inner::{Inner, SendFail, is_hangup, lock};
+use super::inner::{Held, Inner, SendFail, is_hangup, lock};
 use super::layout::{MSG, SEQ_LEN};
 use crate::ipc::error::{ChannelError, Corruption};
 use crate::ipc::ring::{self, Word};
@@ -42,13 +42,7 @@ impl Inner {
             ));
         }
         let ring = self.ring(dir);
-        let ctl = &self.header().dirs[dir].ring;
-        let _held = lock(&ctl.tx.lock, None);
-        let peer = 1 - self.end;
-        if self.info().holders[peer].load(Ordering::Relaxed) == 0 {
-            return Err(SendFail::Disconnected);
-        }
-        let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
+        let (_held, tail) = self.begin_send(dir)?;
         let seq = tail.count();
         let need = ring::record_bytes(bytes.len()).filter(|n| *n as usize <= self.ring_size / 2);
         let half = (self.ring_size / 2) as u32;
@@ -74,11 +68,11 @@ impl Inner {
             }
             _ => {
                 let seq_bytes = u64::from(seq).to_le_bytes();
-                match frames::send_frame(self.socket.as_fd(), &[&seq_bytes, bytes], &fds) {
-                    Ok(()) => {}
-                    Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
-                    Err(e) => return Err(SendFail::Failed(e.into())),
-                }
+                sent(frames::send_frame(
+                    self.socket.as_fd(),
+                    &[&seq_bytes, bytes],
+                    &fds,
+                ))?;
                 ring.publish(Word::new(seq.wrapping_add(1), tail.pos()));
             }
         }
@@ -96,13 +90,7 @@ impl Inner {
         fds: Vec<OwnedFd>,
     ) -> std::result::Result<(), SendFail> {
         let dir = self.send_dir().ok_or(ChannelError::ReadOnly)?;
-        let ctl = &self.header().dirs[dir].ring;
-        let _held = lock(&ctl.tx.lock, None);
-        let peer = 1 - self.end;
-        if self.info().holders[peer].load(Ordering::Relaxed) == 0 {
-            return Err(SendFail::Disconnected);
-        }
-        let tail = Word(ctl.tail.word.load(Ordering::Relaxed));
+        let (_held, tail) = self.begin_send(dir)?;
         let seq = tail.count();
         file.write_all_at(&u64::from(seq).to_le_bytes(), 0)
             .map_err(|e| SendFail::Failed(e.into()))?;
@@ -112,14 +100,21 @@ impl Inner {
             fds,
             sealed: Some(Sealed { fd, len }),
         };
-        match frames::send_encoded(self.socket.as_fd(), &message) {
-            Ok(()) => {}
-            Err(FrameError::Io(e)) if is_hangup(&e) => return Err(SendFail::Disconnected),
-            Err(e) => return Err(SendFail::Failed(e.into())),
-        }
+        sent(frames::send_encoded(self.socket.as_fd(), &message))?;
         self.ring(dir)
             .publish(Word::new(seq.wrapping_add(1), tail.pos()));
         Ok(())
+    }
+
+    /// Takes the send lock of direction `dir` (held until the message is published)
+    /// and reads its tail word, once the peer is known to still hold its end.
+    fn begin_send(&self, dir: usize) -> std::result::Result<(Option<Held<'_>>, Word), SendFail> {
+        let ctl = &self.header().dirs[dir].ring;
+        let held = lock(&ctl.tx.lock, None);
+        if self.info().holders[1 - self.end].load(Ordering::Relaxed) == 0 {
+            return Err(SendFail::Disconnected);
+        }
+        Ok((held, Word(ctl.tail.word.load(Ordering::Relaxed))))
     }
 
     /// Whether the other end of the socket is closed (without waiting).
@@ -129,5 +124,15 @@ impl Inner {
             Some(Instant::now()),
         )
         .is_ok_and(|r| r[0].intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    }
+}
+
+/// What a frame sent on the socket means for the sender: a closed peer is
+/// `Disconnected`, any other failure is the error.
+fn sent(result: std::result::Result<(), FrameError>) -> std::result::Result<(), SendFail> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(FrameError::Io(e)) if is_hangup(&e) => Err(SendFail::Disconnected),
+        Err(e) => Err(SendFail::Failed(e.into())),
     }
 }
