@@ -170,7 +170,7 @@ pub(crate) fn encode_message_into<T: Serialize + ?Sized>(
     value: &T,
     bytes: &mut Vec<u8>,
 ) -> Result<(Vec<OwnedFd>, Option<Unsealed>), CodecError> {
-    let prefix = bytes.clone();
+    let prefix = Prefix::new(bytes);
     let mut sink = Sink::sealable(std::mem::take(bytes));
     let collector = Restore::install(&OUTGOING, Vec::new());
     let result = encoder::encode_to_sink(value, &mut sink);
@@ -182,15 +182,53 @@ pub(crate) fn encode_message_into<T: Serialize + ?Sized>(
             Ok((fds, None))
         }
         Ok(Body::Memfd { file, len }) => {
-            *bytes = prefix;
+            prefix.restore(bytes);
             Ok((fds, Some((file, len))))
         }
         Err(e) => {
             log::debug!("encoding into a memfd failed ({e}): into a buffer instead");
             drop(fds);
-            *bytes = prefix;
+            prefix.restore(bytes);
             Ok((encode_into(value, bytes)?, None))
         }
+    }
+}
+
+/// The bytes in front of a message (room for a sequence number, a kind byte), kept
+/// aside while the sink holds the buffer: without an allocation when they are short,
+/// as they are on every `Connection::send`.
+enum Prefix {
+    Short([u8; 16], usize),
+    Long(Vec<u8>),
+}
+
+impl Prefix {
+    fn new(bytes: &[u8]) -> Prefix {
+        match bytes.len() {
+            n @ 0..=16 => {
+                let mut short = [0; 16];
+                short[..n].copy_from_slice(bytes);
+                Prefix::Short(short, n)
+            }
+            _ => Prefix::Long(bytes.to_vec()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Prefix::Short(short, n) => &short[..*n],
+            Prefix::Long(long) => long,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Makes `bytes` hold the prefix alone.
+    fn restore(&self, bytes: &mut Vec<u8>) {
+        bytes.clear();
+        bytes.extend_from_slice(self.as_slice());
     }
 }
 

@@ -104,7 +104,7 @@ impl Sink {
     /// Appends `bytes`.
     #[inline]
     pub(crate) fn extend(&mut self, bytes: &[u8]) {
-        if bytes.len() < self.limit - self.buf.len() {
+        if bytes.len() < self.limit.saturating_sub(self.buf.len()) {
             self.buf.extend_from_slice(bytes);
         } else {
             self.overflow(bytes);
@@ -115,7 +115,7 @@ impl Sink {
     /// when large, if they will stay in the buffer.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let held = self.buf.len();
-        if additional < self.limit - held && self.buf.capacity() - held < additional {
+        if additional < self.limit.saturating_sub(held) && self.buf.capacity() - held < additional {
             self.buf.reserve(additional);
             pages::prefer_huge_pages(&mut self.buf);
         }
