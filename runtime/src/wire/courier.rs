@@ -16,15 +16,15 @@
 //! Items without descriptors never touch the courier.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::os::fd;
 use crate::wire::codec::{MAX_FDS, PortableFd};
 
 /// The two ends of a courier.
@@ -198,22 +198,7 @@ impl Courier {
                 space,
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
-                Ok(msg) => {
-                    let mut fds = Vec::new();
-                    if let Ok(cmsgs) = msg.cmsgs() {
-                        for cmsg in cmsgs {
-                            if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                                // SAFETY: the kernel just installed these descriptors
-                                // in this process for us alone.
-                                fds.extend(
-                                    raw.into_iter()
-                                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                                );
-                            }
-                        }
-                    }
-                    return Ok(fds);
-                }
+                Ok(msg) => return Ok(fd::received_fds(&msg)),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -14,6 +14,7 @@ use nix::sys::socket::{
 };
 use nix::unistd::getppid;
 
+use crate::os::fd;
 use crate::process::bootstrap::{self, AcceptError, Selector, Source};
 use crate::process::forkserver::{
     MAGIC, MAX_REQUEST, MAX_REQUEST_FDS, REQUEST_FDS, Request, SERVER_KEY,
@@ -99,14 +100,7 @@ fn read_request(sock: &UnixStream) -> Result<Option<(Request, Vec<OwnedFd>)>, St
             .map_err(|e| format!("bad control message: {e}"))?
         {
             match c {
-                ControlMessageOwned::ScmRights(raw) => {
-                    // SAFETY: the kernel just installed these descriptors in this
-                    // process for this message; nothing else owns them.
-                    fds.extend(
-                        raw.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
+                ControlMessageOwned::ScmRights(raw) => fd::adopt_received(raw, &mut fds),
                 ControlMessageOwned::ScmCredentials(creds) => sender = Some(creds.pid()),
                 _ => {}
             }

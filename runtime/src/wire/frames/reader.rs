@@ -2,14 +2,15 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::PollFlags;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use nix::sys::socket::{MsgFlags, recvmsg};
 
 use super::{Frame, FrameError, Payload};
+use crate::os::fd;
 use crate::os::sealed::SealedMap;
 use crate::os::sys;
 use crate::wire::codec::{self, HEADER_LEN, MAX_FDS, SEALED_BODY};
@@ -88,20 +89,7 @@ impl FrameReader {
                     Err(e) => break Err(io::Error::from(e)),
                     Ok(msg) => {
                         let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-                        let mut fds = Vec::new();
-                        if let Ok(cmsgs) = msg.cmsgs() {
-                            for cmsg in cmsgs {
-                                if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                                    // SAFETY: the kernel just installed these
-                                    // descriptors in this process for us alone.
-                                    fds.extend(
-                                        raw.into_iter()
-                                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                                    );
-                                }
-                            }
-                        }
-                        break Ok((msg.bytes, fds, truncated));
+                        break Ok((msg.bytes, fd::received_fds(&msg), truncated));
                     }
                 }
             }
