@@ -172,6 +172,15 @@ pub(crate) fn launch(boot: &Bootstrap, args: &Encoded) -> crate::error::Result<L
     hand_over(pid, ours, &record, args)
 }
 
+/// A pidfd of the child `pid` this process just started; without one the child cannot
+/// be watched safely, so on failure it is killed and reaped at once.
+pub(crate) fn pidfd_or_stop(pid: Pid) -> nix::Result<OwnedFd> {
+    sys::pidfd_open(pid).inspect_err(|_| {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    })
+}
+
 /// The parent's side once child `pid` exists with the other end of `ours`: opens its
 /// pidfd and sends the bootstrap `record` and the arguments. A child that cannot be
 /// watched or fed is killed and reaped; one that closed its channel early is not an
@@ -182,15 +191,7 @@ pub(crate) fn hand_over(
     record: &[u8],
     args: &Encoded,
 ) -> crate::error::Result<Launched> {
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Without a pidfd the child cannot be watched safely: stop it at once.
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(e.into());
-        }
-    };
+    let pidfd = pidfd_or_stop(pid)?;
     ours.set_nonblocking(true)?;
     let sent = frames::send_frame(ours.as_fd(), &[record], &[])
         .and_then(|()| frames::send_encoded(ours.as_fd(), args));

@@ -57,14 +57,7 @@ fn start_server() -> Result<Server> {
     };
     let pid = bootstrap::spawn_self(&selector, theirs.as_raw_fd(), target)?;
     drop(theirs);
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(e.into());
-        }
-    };
+    let pidfd = bootstrap::pidfd_or_stop(pid)?;
     log::trace!("started the fork server (pid {pid})");
     Ok(Server {
         pid,
