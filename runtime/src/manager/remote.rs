@@ -19,7 +19,7 @@ use crate::launch::slurm::{Slurm, Step};
 use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::server::{self, ServerArgs};
 use crate::os::fd::PortableFd;
-use crate::process::registry::{self, Entry};
+use crate::process::registry;
 use crate::process::remote;
 use crate::process::worker::{Failure, Worker};
 use crate::wire::codec;
@@ -52,21 +52,7 @@ impl Worker for RemoteServerWorker {
     }
 }
 
-static REMOTE_SERVER_ENTRY: Entry = Entry::new::<RemoteServerWorker>(file!(), line!());
-
-/// Registers [`RemoteServerWorker`] early, as the local server is (see `server`).
-extern "C" fn register_remote_server() {
-    registry::register_builtin(&REMOTE_SERVER_ENTRY);
-}
-
-#[used]
-#[unsafe(link_section = ".init_array.00200")]
-static REGISTER_REMOTE_SERVER: extern "C" fn() = register_remote_server;
-
-/// Names the constructor, so that a program that serves a manager links it.
-pub(crate) fn keep_registered() {
-    std::hint::black_box(&REGISTER_REMOTE_SERVER);
-}
+registry::register_builtin_worker!(RemoteServerWorker);
 
 /// The node's side: listen, say where, serve until shut down or the parent leaves.
 fn serve(args: RemoteServeArgs, conn: TcpStream) -> std::io::Result<()> {

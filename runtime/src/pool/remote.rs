@@ -30,7 +30,7 @@ use crate::pool::link::{Link, SendFail};
 use crate::pool::message::{Bytes, FromWorker, Item, Packet};
 use crate::pool::worker::{SendResults, Tasks, serve};
 use crate::process::handle::Sentinel;
-use crate::process::registry::{self, Entry};
+use crate::process::registry;
 use crate::process::remote;
 use crate::process::worker::{Failure, Worker};
 use crate::wire::codec;
@@ -76,21 +76,7 @@ impl Worker for RemotePoolWorker {
     }
 }
 
-static REMOTE_ENTRY: Entry = Entry::new::<RemotePoolWorker>(file!(), line!());
-
-/// Registers [`RemotePoolWorker`] early, as the local worker is (see `worker`).
-extern "C" fn register_remote_worker() {
-    registry::register_builtin(&REMOTE_ENTRY);
-}
-
-#[used]
-#[unsafe(link_section = ".init_array.00200")]
-static REGISTER_REMOTE_WORKER: extern "C" fn() = register_remote_worker;
-
-/// Names the constructor, so that a program that uses the pool links it.
-pub(crate) fn keep_registered() {
-    std::hint::black_box(&REGISTER_REMOTE_WORKER);
-}
+registry::register_builtin_worker!(RemotePoolWorker);
 
 /// Tasks read from the connection to the pool.
 struct Incoming {

@@ -59,26 +59,7 @@ impl Worker for PoolWorker {
     }
 }
 
-static POOL_ENTRY: Entry = Entry::new::<PoolWorker>(file!(), line!());
-
-/// Registers [`PoolWorker`]. A constructor of its own, with a priority, so that it
-/// runs before the child's dispatch: the runtime crate's plain constructors (and so
-/// an `inventory::submit!` here) run in no fixed order among themselves, and a release
-/// build put the dispatch first.
-extern "C" fn register_pool_worker() {
-    registry::register_builtin(&POOL_ENTRY);
-}
-
-/// The constructor; the pool names it (`keep_registered`) so that the linker keeps the
-/// object file that holds it wherever the pool is used.
-#[used]
-#[unsafe(link_section = ".init_array.00200")]
-pub(crate) static REGISTER_POOL_WORKER: extern "C" fn() = register_pool_worker;
-
-/// Names the constructor, so that a program that uses the pool links it.
-pub(crate) fn keep_registered() {
-    std::hint::black_box(&REGISTER_POOL_WORKER);
-}
+registry::register_builtin_worker!(PoolWorker);
 
 thread_local! {
     /// Set while a task runs on this thread: the panic hook then records, not prints.

@@ -163,6 +163,34 @@ pub(crate) fn register_builtin(entry: &'static Entry) {
         .push(entry);
 }
 
+/// Registers `$worker`, one of the runtime's own workers, with a constructor of its own
+/// that has a priority (`.init_array.00200`), so that it runs before the child's
+/// dispatch: the runtime crate's plain constructors (`inventory`'s among them) run in no
+/// fixed order among themselves, and a release build put the dispatch first. Defines
+/// `keep_registered()`, which the code that starts such a worker calls so that the
+/// linker keeps the object file holding the constructor.
+macro_rules! register_builtin_worker {
+    ($worker:ty) => {
+        static BUILTIN_ENTRY: $crate::process::registry::Entry =
+            $crate::process::registry::Entry::new::<$worker>(file!(), line!());
+
+        extern "C" fn register_builtin_entry() {
+            $crate::process::registry::register_builtin(&BUILTIN_ENTRY);
+        }
+
+        #[used]
+        #[unsafe(link_section = ".init_array.00200")]
+        static REGISTER_BUILTIN_ENTRY: extern "C" fn() = register_builtin_entry;
+
+        /// Names the constructor that registers this module's worker, so that a program
+        /// that starts one links it.
+        pub(crate) fn keep_registered() {
+            std::hint::black_box(&REGISTER_BUILTIN_ENTRY);
+        }
+    };
+}
+pub(crate) use register_builtin_worker;
+
 fn index() -> &'static HashMap<&'static str, Vec<&'static Entry>> {
     static INDEX: OnceLock<HashMap<&'static str, Vec<&'static Entry>>> = OnceLock::new();
     INDEX.get_or_init(|| {

@@ -33,7 +33,7 @@ use crate::manager::error::{ManagerError, ManagerErrorKind};
 use crate::manager::protocol::{Hello, Init, Reply, Request, Response, TypeTag};
 use crate::manager::transport::{self, HANDSHAKE_TIMEOUT, Stream};
 use crate::os::fd::PortableFd;
-use crate::process::registry::{self, Entry};
+use crate::process::registry;
 use crate::process::worker::{Failure, Worker};
 use crate::wire::auth;
 use crate::wire::codec;
@@ -66,25 +66,7 @@ impl Worker for ServerWorker {
     }
 }
 
-static SERVER_ENTRY: Entry = Entry::new::<ServerWorker>(file!(), line!());
-
-/// Registers [`ServerWorker`] as the pool registers its worker: a constructor with a
-/// priority, so that it runs before the child's dispatch (the runtime crate's plain
-/// constructors, `inventory`'s among them, run in no fixed order among themselves).
-extern "C" fn register_server() {
-    registry::register_builtin(&SERVER_ENTRY);
-}
-
-/// The constructor; [`keep_registered`] names it so that the linker keeps the object
-/// file that holds it wherever a manager is started.
-#[used]
-#[unsafe(link_section = ".init_array.00200")]
-static REGISTER_SERVER: extern "C" fn() = register_server;
-
-/// Names the constructor, so that a program that starts a manager links it.
-pub(crate) fn keep_registered() {
-    std::hint::black_box(&REGISTER_SERVER);
-}
+registry::register_builtin_worker!(ServerWorker);
 
 enum Listener {
     Unix(UnixListener),
